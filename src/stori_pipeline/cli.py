@@ -1,0 +1,232 @@
+"""The ``stori-pipeline`` command line.
+
+Every subcommand maps errors to a one-line message on stderr and an exit status; no traceback
+reaches the user for bad input. Subcommands are registered by small ``_add_*`` functions so
+feature modules (local demo, seeding) plug in without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from stori_pipeline.records import Rejection
+from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
+from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_REJECTED = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _fail(message: str, status: int = EXIT_REJECTED) -> int:
+    print(f"stori-pipeline: {message}", file=sys.stderr)
+    return status
+
+
+# --- summarize -------------------------------------------------------------------------------
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    rejected: list[Rejection] = []
+    try:
+        result = asyncio.run(
+            summarize_stream(file_chunks(path), account=args.account, on_reject=rejected.append)
+        )
+    except OSError as exc:
+        return _fail(f"cannot read {path}: {exc.strerror or exc}")
+    if args.json:
+        json.dump(result.to_json(rejected), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _print_table(result, rejected, sys.stdout)
+    if result.file_error is not None:
+        return _fail(f"{path}: file rejected: {result.file_error} ({result.file_error_detail})")
+    return EXIT_OK
+
+
+def _money(cents: int | None) -> str:
+    if cents is None:
+        return "—"
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}.{frac:02d}"
+
+
+def _print_table(result: ImportResult, rejected: list[Rejection], out: TextIO) -> None:
+    from rich.console import Console  # noqa: PLC0415 - only the human output needs rich
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console(file=out, highlight=False)
+    console.print(
+        f"rows read {result.rows_read:,} · accepted {result.rows_accepted:,} · "
+        f"rejected {result.rows_rejected:,}"
+    )
+    for account in result.accounts:
+        table = Table(
+            title=f"{account.account_id} — balance {_money(account.balance_cents)}",
+            title_justify="left",
+        )
+        table.add_column("month")
+        for name in ("transactions", "avg credit", "avg debit"):
+            table.add_column(name, justify="right")
+        for m in account.months:
+            label = f"{_MONTHS[m.month - 1]}" + (f" {m.year}" if m.year else "")
+            table.add_row(
+                label,
+                f"{m.transaction_count:,}",
+                _money(m.credit.average_cents),
+                _money(m.debit.average_cents),
+            )
+        table.add_row(
+            "overall",
+            f"{account.transaction_count:,}",
+            _money(account.credit.average_cents),
+            _money(account.debit.average_cents),
+            style="bold",
+        )
+        console.print(table)
+    if rejected:
+        table = Table(title="rejected rows", title_justify="left")
+        for name in ("line", "id", "code"):
+            table.add_column(name)
+        shown = rejected[:50]
+        for r in shown:
+            table.add_row(str(r.line), r.id, str(r.code))
+        console.print(table)
+        if len(rejected) > len(shown):
+            console.print(f"… and {len(rejected) - len(shown):,} more (use --json for all)")
+
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _add_summarize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "summarize",
+        help="summarize a local transactions file (no AWS)",
+        description="Read a local CSV and print per-account summaries and rejected rows.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the transactions CSV")
+    parser.add_argument(
+        "--account", metavar="ID", help="account of every row when the file has no AccountId"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object (SPEC §3)")
+    parser.set_defaults(command=_summarize)
+
+
+# --- generate --------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    spec = SyntheticSpec(
+        rows=args.rows,
+        accounts=args.accounts,
+        seed=args.seed,
+        style=HeaderStyle(args.style),
+        error_rate=args.error_rate,
+        year=args.year,
+    )
+    if spec.style is HeaderStyle.CHALLENGE and spec.accounts != 1:
+        return _fail("--style challenge has no AccountId column: use --accounts 1", EXIT_ERROR)
+    if args.output == "-":
+        write_synthetic(spec, sys.stdout)
+        return EXIT_OK
+    try:
+        with Path(args.output).open("w", encoding="utf-8", newline="") as out:
+            written = write_synthetic(spec, out)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_ERROR)
+    print(f"wrote {written:,} rows to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "generate",
+        help="write a synthetic transactions file",
+        description="Write a realistic synthetic transactions CSV (deterministic per --seed).",
+    )
+    parser.add_argument("--rows", type=_positive, required=True, help="data rows to write")
+    parser.add_argument("--accounts", type=_positive, default=1, help="distinct accounts")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--style", choices=[s.value for s in HeaderStyle], default=HeaderStyle.GO.value
+    )
+    parser.add_argument("--error-rate", type=_rate, default=0.0, help="share of invalid rows")
+    parser.add_argument("--year", type=int, default=None, help="dates as M/D/YYYY in this year")
+    parser.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    parser.set_defaults(command=_generate)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_summarize,
+    _add_generate,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="stori-pipeline",
+        description="Transactions CSV -> DynamoDB -> per-account summary -> email.",
+    )
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
+    for register in _REGISTRARS:
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

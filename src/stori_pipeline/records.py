@@ -1,0 +1,367 @@
+"""Header resolution and row validation (SPEC §2): pure, synchronous, no I/O.
+
+:class:`RowValidator` is the hot path of the whole system. It takes records in batches (one
+Python frame per batch, not per row) and keeps small bounded caches keyed on the *raw* field
+text, because dates, amounts and account ids repeat a great deal in real files: a cache hit
+replaces trimming, a regex match and the conversion with one dict lookup.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from typing import NamedTuple
+
+from stori_pipeline.errors import FileRejectedError
+from stori_pipeline.money import cents_to_decimal, parse_cents
+from stori_pipeline.summary import Ledger
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "ColumnMap",
+    "FileErrorCode",
+    "RejectCode",
+    "Rejection",
+    "RowValidator",
+    "Transaction",
+    "is_valid_account",
+    "parse_amount_cents",
+    "parse_date",
+    "resolve_header",
+]
+
+MAX_ID_LENGTH = 64
+_TRIM = " \t"
+
+# Header aliases: canonical field -> accepted (case-insensitive, trimmed) names.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "transactionid"),
+    "date": ("date",),
+    "amount": ("transaction", "amount"),
+    "account": ("accountid",),
+}
+_REQUIRED = ("id", "date", "amount")
+
+_AMOUNT_RE = re.compile(r"[+-]?[0-9]{1,15}(?:\.[0-9]{1,2})?")
+_ACCOUNT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SHORT_DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
+_ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+# Lone surrogates are what the ``surrogateescape`` decoder makes of bytes that are not UTF-8.
+_UNDECODABLE_RE = re.compile("[\udc80-\udcff]")
+
+# Caches keyed on raw text are bounded so a hostile file cannot grow them without limit.
+_CACHE_LIMIT = 1 << 16
+# Cache sentinels of the cached value's own type: no date key is negative, and no valid amount
+# reaches 10**17 cents (15 integer digits), so neither can collide with a real value.
+_BAD_DATE = -1
+_BAD_AMOUNT = 1 << 60
+
+
+class RejectCode(StrEnum):
+    """Why one row was rejected, in the order the checks run (SPEC §2)."""
+
+    FIELD_COUNT = "field_count"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_ID = "invalid_id"
+    INVALID_DATE = "invalid_date"
+    INVALID_AMOUNT = "invalid_amount"
+    INVALID_ACCOUNT = "invalid_account"
+    DUPLICATE_ID = "duplicate_id"
+
+
+class FileErrorCode(StrEnum):
+    """Why a whole file was rejected (SPEC §2)."""
+
+    BAD_HEADER = "bad_header"
+    NO_ACCOUNT = "no_account"
+    EMPTY_FILE = "empty_file"
+
+
+class Rejection(NamedTuple):
+    """One rejected row: the physical line its record ends on, its (trimmed) id, and why."""
+
+    line: int
+    id: str
+    code: RejectCode
+
+    def to_json(self) -> dict[str, object]:
+        """The CLI / report shape: ``{"line", "id", "code"}``."""
+        return {"line": self.line, "id": self.id, "code": str(self.code)}
+
+
+# A NamedTuple rather than a frozen dataclass: it is just as immutable, and building one per
+# row costs a third as much (frozen dataclasses assign through ``object.__setattr__``).
+class Transaction(NamedTuple):
+    """One accepted row. ``amount_cents`` is exact; ``year`` is ``None`` for ``M/D`` dates."""
+
+    account_id: str
+    transaction_id: str
+    date: str
+    year: int | None
+    month: int
+    amount_cents: int
+    line: int
+
+    @property
+    def amount(self) -> Decimal:
+        """The amount as an exact ``Decimal`` with two places."""
+        return cents_to_decimal(self.amount_cents)
+
+    @property
+    def kind(self) -> str:
+        """``credit`` (> 0), ``debit`` (< 0) or ``zero``."""
+        if self.amount_cents > 0:
+            return "credit"
+        return "debit" if self.amount_cents < 0 else "zero"
+
+
+class ColumnMap(NamedTuple):
+    """Positions of the meaningful columns in a header; ``account`` is ``None`` when absent."""
+
+    width: int
+    id: int
+    date: int
+    amount: int
+    account: int | None
+
+
+def resolve_header(header: Sequence[str]) -> ColumnMap:
+    """Map a header record to column positions, or raise ``FileRejectedError(bad_header)``.
+
+    Names match case-insensitively after trimming white space; order is free and unknown
+    columns are ignored. A missing required column, or two columns meaning the same thing
+    (``Id`` and ``TransactionId``, or ``Date`` twice), rejects the file.
+    """
+    by_name = {alias: field for field, aliases in _ALIASES.items() for alias in aliases}
+    found: dict[str, int] = {}
+    for position, name in enumerate(header):
+        field = by_name.get(name.strip().casefold())
+        if field is None:
+            continue
+        if field in found:
+            raise FileRejectedError(
+                FileErrorCode.BAD_HEADER,
+                f"columns {found[field] + 1} and {position + 1} both mean {field!r}",
+            )
+        found[field] = position
+    missing = [field for field in _REQUIRED if field not in found]
+    if missing:
+        expected = " / ".join(_ALIASES[missing[0]])
+        raise FileRejectedError(
+            FileErrorCode.BAD_HEADER,
+            f"missing required column {missing[0]!r} (one of: {expected}, any case)",
+        )
+    return ColumnMap(len(header), found["id"], found["date"], found["amount"], found.get("account"))
+
+
+def _valid_id(text: str) -> bool:
+    if not 0 < len(text) <= MAX_ID_LENGTH:
+        return False
+    # isprintable() is a fast C check that is False for every Cc character (and for a few
+    # harmless ones such as NBSP); only then pay for the exact category test.
+    return text.isprintable() or not any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def parse_date(text: str) -> tuple[int | None, int] | None:
+    """``(year or None, month)`` of a trimmed date text, or ``None`` when it breaks SPEC §2."""
+    match = _SHORT_DATE_RE.fullmatch(text)
+    if match is not None:
+        month, day, year_text = int(match[1]), int(match[2]), match[3]
+        year = int(year_text) if year_text is not None else None
+    else:
+        match = _ISO_DATE_RE.fullmatch(text)
+        if match is None:
+            return None
+        year, month, day = int(match[1]), int(match[2]), int(match[3])
+    if not 1 <= month <= 12:
+        return None
+    if year is None:
+        days = 29 if month == 2 else calendar.monthrange(2001, month)[1]
+    elif 1900 <= year <= 2100:
+        days = calendar.monthrange(year, month)[1]
+    else:
+        return None
+    return (year, month) if 1 <= day <= days else None
+
+
+def parse_amount_cents(text: str) -> int | None:
+    """Cents of a trimmed amount text, or ``None`` when it breaks SPEC §2's pattern."""
+    if _AMOUNT_RE.fullmatch(text) is None:
+        return None
+    return parse_cents(text)
+
+
+def is_valid_account(text: str) -> bool:
+    """Whether a trimmed account id matches ``^[A-Za-z0-9_-]{1,64}$``."""
+    return _ACCOUNT_RE.fullmatch(text) is not None
+
+
+def _printable(text: str) -> str:
+    """Text safe for reports: undecodable bytes as U+FFFD, at most 128 characters."""
+    if _UNDECODABLE_RE.search(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text if len(text) <= 128 else text[:127] + "…"
+
+
+class RowValidator:
+    """Validates records against one header and folds accepted rows into a :class:`Ledger`.
+
+    Args:
+        header: the header record.
+        default_account: the account for every row when the header has no account column
+            (from the object key or the ``--account`` option).
+        on_reject: called with each :class:`Rejection`, in file order.
+
+    Raises:
+        FileRejectedError: ``bad_header`` or ``no_account``.
+    """
+
+    def __init__(
+        self,
+        header: Sequence[str],
+        *,
+        default_account: str | None,
+        on_reject: Callable[[Rejection], object],
+    ) -> None:
+        self.columns = resolve_header(header)
+        if self.columns.account is None:
+            account = (default_account or "").strip(_TRIM)
+            if not account:
+                raise FileRejectedError(
+                    FileErrorCode.NO_ACCOUNT,
+                    "no AccountId column, and no account from the object key or --account",
+                )
+            if not is_valid_account(account):
+                raise FileRejectedError(
+                    FileErrorCode.NO_ACCOUNT, f"account {account!r} is not a valid AccountId"
+                )
+            self.default_account = account
+        else:
+            self.default_account = ""  # every row names its own account
+        self.ledger = Ledger()
+        self.rows_read = 0
+        self.rows_accepted = 0
+        self.rows_rejected = 0
+        # Set by the decoder once any byte failed to decode; until then no row can hold one.
+        self.check_encoding = False
+        self._on_reject = on_reject
+        self._dates: dict[str, int] = {}
+        self._amounts: dict[str, int] = {}
+        self._accounts: dict[str, str] = {}  # "" marks an invalid account id
+        # Accepted ids per account: the only state that grows with the file (SPEC §2).
+        self._seen: dict[str, set[str]] = {}
+
+    def _reject(self, line: int, record: Sequence[str], code: RejectCode) -> None:
+        position = self.columns.id
+        raw_id = record[position].strip(_TRIM) if position < len(record) else ""
+        self.rows_rejected += 1
+        self._on_reject(Rejection(line, _printable(raw_id), code))
+
+    def _date(self, raw: str) -> int:
+        parsed = parse_date(raw.strip(_TRIM))
+        # Bucket keys are ints (cheap to hash): year * 16 + month, year 0 when unknown.
+        value = _BAD_DATE if parsed is None else (parsed[0] or 0) * 16 + parsed[1]
+        if len(self._dates) < _CACHE_LIMIT:
+            self._dates[raw] = value
+        return value
+
+    def _amount(self, raw: str) -> int:
+        value = parse_amount_cents(raw.strip(_TRIM))
+        cents = _BAD_AMOUNT if value is None else value
+        if len(self._amounts) < _CACHE_LIMIT:
+            self._amounts[raw] = cents
+        return cents
+
+    def _account(self, raw: str) -> str:
+        text = raw.strip(_TRIM)
+        value = text if is_valid_account(text) else ""
+        if len(self._accounts) < _CACHE_LIMIT:
+            self._accounts[raw] = value
+        return value
+
+    def feed(  # noqa: C901, PLR0912, PLR0915 - one frame per batch is the point (module doc)
+        self,
+        records: Sequence[Sequence[str]],
+        lines: Sequence[int],
+        *,
+        collect: bool = True,
+    ) -> list[Transaction]:
+        """Validate one batch of non-blank records; return the accepted ones when ``collect``."""
+        width, id_at, date_at, amount_at, account_at = self.columns
+        account = self.default_account
+        dates, amounts, accounts = self._dates, self._amounts, self._accounts
+        seen_by_account, months_by_account = self._seen, self.ledger.buckets
+        check_encoding = self.check_encoding
+        accepted: list[Transaction] = []
+        reject = self._reject
+        undecodable = _UNDECODABLE_RE.search
+        self.rows_read += len(records)
+        for record, line in zip(records, lines, strict=True):
+            if len(record) != width:
+                reject(line, record, RejectCode.FIELD_COUNT)
+                continue
+            if check_encoding and any(undecodable(field) for field in record):
+                reject(line, record, RejectCode.INVALID_ENCODING)
+                continue
+            tx_id = record[id_at].strip(_TRIM)
+            if not (0 < len(tx_id) <= MAX_ID_LENGTH and tx_id.isprintable()) and not _valid_id(
+                tx_id
+            ):
+                reject(line, record, RejectCode.INVALID_ID)
+                continue
+            month_key = dates.get(record[date_at])
+            if month_key is None:
+                month_key = self._date(record[date_at])
+            if month_key == _BAD_DATE:
+                reject(line, record, RejectCode.INVALID_DATE)
+                continue
+            cents = amounts.get(record[amount_at])
+            if cents is None:
+                cents = self._amount(record[amount_at])
+            if cents == _BAD_AMOUNT:
+                reject(line, record, RejectCode.INVALID_AMOUNT)
+                continue
+            if account_at is not None:
+                account = accounts.get(record[account_at]) or self._account(record[account_at])
+                if not account:
+                    reject(line, record, RejectCode.INVALID_ACCOUNT)
+                    continue
+            seen = seen_by_account.get(account)
+            if seen is None:
+                seen = seen_by_account[account] = set()
+                months_by_account[account] = {}
+            elif tx_id in seen:
+                reject(line, record, RejectCode.DUPLICATE_ID)
+                continue
+            seen.add(tx_id)
+            # bucket: [count, credit count, credit cents, debit count, debit cents]
+            months = months_by_account[account]
+            bucket = months.get(month_key)
+            if bucket is None:
+                bucket = months[month_key] = [0, 0, 0, 0, 0]
+            bucket[0] += 1
+            if cents > 0:
+                bucket[1] += 1
+                bucket[2] += cents
+            elif cents < 0:
+                bucket[3] += 1
+                bucket[4] += cents
+            if collect:
+                year, month = divmod(month_key, 16)
+                accepted.append(
+                    Transaction(
+                        account,
+                        tx_id,
+                        record[date_at].strip(_TRIM),
+                        year or None,
+                        month,
+                        cents,
+                        line,
+                    )
+                )
+        self.rows_accepted = self.rows_read - self.rows_rejected
+        return accepted

@@ -1,0 +1,232 @@
+"""Per-account statistics (SPEC §3): frozen, mergeable summary values and their JSON.
+
+A summary is built from per-(year, month) buckets of integer cents. Everything overall (the
+balance, the credit and debit totals) is *derived* from the months, so "totals equal the sum
+of the months" holds by construction, and two summaries of two halves of a file merge into the
+summary of the whole by adding bucket to bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from stori_pipeline.money import average_cents, cents_to_decimal, format_cents
+
+__all__ = ["AccountSummary", "Flow", "Ledger", "MonthSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Money flowing one way (credit or debit): how many rows and their total in cents."""
+
+    count: int = 0
+    total_cents: int = 0
+
+    @property
+    def total(self) -> Decimal:
+        """The total as an exact ``Decimal`` (negative for debits)."""
+        return cents_to_decimal(self.total_cents)
+
+    @property
+    def average_cents(self) -> int | None:
+        """``total / count`` rounded half-up to cents, ``None`` when there are no rows."""
+        return average_cents(self.total_cents, self.count) if self.count else None
+
+    @property
+    def average(self) -> Decimal | None:
+        """The average as a ``Decimal`` with two places, ``None`` when there are no rows."""
+        cents = self.average_cents
+        return None if cents is None else cents_to_decimal(cents)
+
+    def __add__(self, other: Flow) -> Flow:
+        return Flow(self.count + other.count, self.total_cents + other.total_cents)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"count", "total", "average"}`` with money as two-decimal strings."""
+        cents = self.average_cents
+        return {
+            "count": self.count,
+            "total": format_cents(self.total_cents),
+            "average": None if cents is None else format_cents(cents),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Flow:
+        """Inverse of :meth:`to_json` (the average is derived, not read)."""
+        return cls(int(data["count"]), _cents(data["total"]))
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSummary:
+    """The rows of one (year, month); ``year`` is ``None`` when the dates carry no year."""
+
+    year: int | None
+    month: int
+    transaction_count: int
+    credit: Flow
+    debit: Flow
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        """SPEC §3's order: by (year or 0, month)."""
+        return (self.year or 0, self.month)
+
+    def __add__(self, other: MonthSummary) -> MonthSummary:
+        if self.sort_key != other.sort_key or self.year != other.year:
+            raise ValueError("only summaries of the same (year, month) can be added")
+        return MonthSummary(
+            self.year,
+            self.month,
+            self.transaction_count + other.transaction_count,
+            self.credit + other.credit,
+            self.debit + other.debit,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """SPEC §3's month entry."""
+        return {
+            "year": self.year,
+            "month": self.month,
+            "transactionCount": self.transaction_count,
+            "credit": self.credit.to_json(),
+            "debit": self.debit.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MonthSummary:
+        """Inverse of :meth:`to_json`."""
+        year = data["year"]
+        return cls(
+            None if year is None else int(year),
+            int(data["month"]),
+            int(data["transactionCount"]),
+            Flow.from_json(data["credit"]),
+            Flow.from_json(data["debit"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """Everything SPEC §3 says about one account; months are sorted by (year or 0, month)."""
+
+    account_id: str
+    months: tuple[MonthSummary, ...]
+
+    @property
+    def transaction_count(self) -> int:
+        """Accepted rows, zero amounts included."""
+        return sum(m.transaction_count for m in self.months)
+
+    @property
+    def credit(self) -> Flow:
+        """All amounts > 0."""
+        return sum((m.credit for m in self.months), Flow())
+
+    @property
+    def debit(self) -> Flow:
+        """All amounts < 0 (negative total and average)."""
+        return sum((m.debit for m in self.months), Flow())
+
+    @property
+    def balance_cents(self) -> int:
+        """Sum of every accepted amount, in cents."""
+        return sum(m.credit.total_cents + m.debit.total_cents for m in self.months)
+
+    @property
+    def balance(self) -> Decimal:
+        """Sum of every accepted amount."""
+        return cents_to_decimal(self.balance_cents)
+
+    def merge(self, other: AccountSummary) -> AccountSummary:
+        """The summary of both sets of rows (same account): adds month to month."""
+        if other.account_id != self.account_id:
+            raise ValueError(
+                f"cannot merge summaries of {self.account_id!r} and {other.account_id!r}"
+            )
+        by_key = {(m.year, m.month): m for m in self.months}
+        for month in other.months:
+            key = (month.year, month.month)
+            by_key[key] = by_key[key] + month if key in by_key else month
+        return AccountSummary(self.account_id, _sorted(by_key.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        """SPEC §3's JSON shape (money as two-decimal strings)."""
+        return {
+            "accountId": self.account_id,
+            "balance": format_cents(self.balance_cents),
+            "transactionCount": self.transaction_count,
+            "credit": self.credit.to_json(),
+            "debit": self.debit.to_json(),
+            "months": [m.to_json() for m in self.months],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AccountSummary:
+        """Rebuild from SPEC §3's JSON (overall figures are re-derived from the months)."""
+        months = _sorted(MonthSummary.from_json(m) for m in data["months"])
+        return cls(str(data["accountId"]), months)
+
+
+def _sorted(months: Iterable[MonthSummary]) -> tuple[MonthSummary, ...]:
+    return tuple(sorted(months, key=lambda m: m.sort_key))
+
+
+def _cents(text: object) -> int:
+    value = Decimal(str(text)).scaleb(2)
+    if value != value.to_integral_value():
+        raise ValueError(f"{text!r} has more than two decimal places")
+    return int(value)
+
+
+class Ledger:
+    """A mutable accumulator of per-account, per-month buckets (the hot path's target).
+
+    ``buckets[account][year * 16 + month]`` is ``[count, credit count, credit cents,
+    debit count, debit cents]``; year 0 stands for "no year". :meth:`summaries` freezes it.
+    """
+
+    __slots__ = ("buckets",)
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.buckets: dict[str, dict[int, list[int]]] = {}
+
+    def add(self, account_id: str, year: int | None, month: int, amount_cents: int) -> None:
+        """Fold one accepted amount in (the validator inlines this for speed)."""
+        months = self.buckets.setdefault(account_id, {})
+        bucket = months.setdefault((year or 0) * 16 + month, [0, 0, 0, 0, 0])
+        bucket[0] += 1
+        if amount_cents > 0:
+            bucket[1] += 1
+            bucket[2] += amount_cents
+        elif amount_cents < 0:
+            bucket[3] += 1
+            bucket[4] += amount_cents
+
+    def summaries(self) -> tuple[AccountSummary, ...]:
+        """Frozen summaries, sorted by account id."""
+        return tuple(
+            AccountSummary(
+                account_id,
+                tuple(
+                    MonthSummary(
+                        key // 16 or None,
+                        key % 16,
+                        count,
+                        Flow(credit_count, credit_cents),
+                        Flow(debit_count, debit_cents),
+                    )
+                    for key, (
+                        count,
+                        credit_count,
+                        credit_cents,
+                        debit_count,
+                        debit_cents,
+                    ) in sorted(months.items())
+                ),
+            )
+            for account_id, months in sorted(self.buckets.items())
+        )
