@@ -303,8 +303,12 @@ class RowValidator:
         # A field holding a newline would add a line and could pass the joined match.
         if joined.count("\n") != len(texts) - 1 or _AMOUNTS_RE.fullmatch(joined) is None:
             return list(map(self._amount, raws))
-        whole, _, fraction = zip(*map(str.partition, texts, repeat(".")), strict=True)
-        return list(map(int, map(str.__add__, whole, map(_CENTS_DIGITS.__getitem__, fraction))))
+        digits = _CENTS_DIGITS
+        # "-0.5" -> "-0" + "50" -> -50: the sign stays with the whole part, even for zero.
+        return [
+            int(whole + digits[fraction])
+            for whole, _, fraction in map(str.partition, texts, repeat("."))
+        ]
 
     def _account(self, raw: str) -> str:
         text = raw.strip(_TRIM)
@@ -367,8 +371,12 @@ class RowValidator:
         if len(lengths) != 1 or width not in lengths:
             return False
         columns = list(zip(*records, strict=True))
-        ids = list(map(str.strip, columns[id_at], repeat(_TRIM)))
-        if "" in ids or max(map(len, ids)) > MAX_ID_LENGTH or not "".join(ids).isprintable():
+        ids: Sequence[str] = columns[id_at]
+        joined = "".join(ids)
+        if " " in joined or "\t" in joined:
+            ids = list(map(str.strip, ids, repeat(_TRIM)))
+            joined = "".join(ids)
+        if "" in ids or max(map(len, ids)) > MAX_ID_LENGTH or not joined.isprintable():
             return False
         keys = _lookup(self._dates, columns[date_at], self._dates_of)
         if _BAD_DATE in keys:
