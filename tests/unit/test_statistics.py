@@ -35,11 +35,11 @@ def test_worked_example_independently(example_csv: Path) -> None:
     with example_csv.open(newline="", encoding="utf-8") as handle:
         records = list(csv.DictReader(handle))
     amounts = [Decimal(r["Transaction"]) for r in records]
-    credits = [a for a in amounts if a > 0]
-    debits = [a for a in amounts if a < 0]
+    credit_amounts = [a for a in amounts if a > 0]
+    debit_amounts = [a for a in amounts if a < 0]
     assert two_places(sum(amounts, Decimal(0))) == "39.74"
-    assert two_places(sum(debits, Decimal(0)) / len(debits)) == "-15.38"
-    assert two_places(sum(credits, Decimal(0)) / len(credits)) == "35.25"
+    assert two_places(sum(debit_amounts, Decimal(0)) / len(debit_amounts)) == "-15.38"
+    assert two_places(sum(credit_amounts, Decimal(0)) / len(credit_amounts)) == "35.25"
 
     out = summarize_every_chunking(example_csv.read_bytes(), account=ACCOUNT)
     assert out == {
@@ -98,15 +98,17 @@ def test_seed_file_independently(seed_csv: Path) -> None:
     ]
     for entry in account["months"]:
         amounts = months[entry["month"]]
-        credits = [a for a in amounts if a > 0]
-        debits = [a for a in amounts if a < 0]
+        credit_amounts = [a for a in amounts if a > 0]
+        debit_amounts = [a for a in amounts if a < 0]
         assert entry["transactionCount"] == len(amounts)
-        assert entry["credit"]["count"] == len(credits)
-        assert entry["debit"]["count"] == len(debits)
-        assert entry["credit"]["total"] == two_places(sum(credits, Decimal(0)))
-        assert entry["debit"]["total"] == two_places(sum(debits, Decimal(0)))
-        assert entry["credit"]["average"] == two_places(sum(credits, Decimal(0)) / len(credits))
-        assert entry["debit"]["average"] == two_places(sum(debits, Decimal(0)) / len(debits))
+        assert entry["credit"]["count"] == len(credit_amounts)
+        assert entry["debit"]["count"] == len(debit_amounts)
+        credit_total = sum(credit_amounts, Decimal(0))
+        debit_total = sum(debit_amounts, Decimal(0))
+        assert entry["credit"]["total"] == two_places(credit_total)
+        assert entry["debit"]["total"] == two_places(debit_total)
+        assert entry["credit"]["average"] == two_places(credit_total / len(credit_amounts))
+        assert entry["debit"]["average"] == two_places(debit_total / len(debit_amounts))
 
 
 @pytest.mark.parametrize(
@@ -152,7 +154,7 @@ def test_zero_balance_is_not_negative_zero() -> None:
 
 
 def test_averages_null_when_no_flow() -> None:
-    """Only credits: debit count 0, total '0.00', average null (overall and per month)."""
+    """Only credit_amounts: debit count 0, total '0.00', average null (overall and per month)."""
     account = summary_of([("7/15", "5"), ("8/15", "7")])
     assert account["debit"] == {"count": 0, "total": "0.00", "average": None}
     for month in account["months"]:
