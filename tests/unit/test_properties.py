@@ -1,6 +1,6 @@
 """Laws of the summary (hypothesis) and the oracle: the implementation equals a tiny reference.
 
-The oracle in ``_support`` reads SPEC §2–3 row at a time with the standard library. Files
+The oracle in ``_support`` reads SPEC §2-3 row at a time with the standard library. Files
 are generated to mix valid rows with every kind of invalid one, duplicates, blank lines,
 quoting, CRLF and BOM, and are fed in chunks of many sizes.
 """
@@ -119,7 +119,7 @@ class GeneratedFile:
 
 
 @st.composite
-def csv_files(draw: st.DrawFn, *, trailing_newline: bool = True) -> GeneratedFile:  # noqa: C901
+def csv_files(draw: st.DrawFn, *, trailing_newline: bool = True) -> GeneratedFile:
     """A file mixing valid rows with every kind of invalid one."""
     has_account = draw(st.booleans())
     meanings = ["id", "date", "amount"] + (["account"] if has_account else [])
@@ -227,7 +227,7 @@ def money_sum(values: list[str]) -> Decimal:
 @settings(max_examples=150, deadline=None)
 @given(rows=valid_rows)
 def test_balance_equals_months_and_flows(rows: list[tuple[str, str, str]]) -> None:
-    """balance == sum of months == credit + debit; counts add up the same way."""
+    """Balance == sum of months == credit + debit; counts add up the same way."""
     out = summarize_bytes(go_file(rows))
     assert out["rowsAccepted"] == len(rows)
     for account in out["accounts"]:
@@ -295,7 +295,7 @@ def test_merge_of_halves_equals_whole(rows: list[tuple[str, str, str]], cut: int
 def test_merge_is_associative_and_commutative(
     a: list[tuple[str, str, str]], b: list[tuple[str, str, str]], c: list[tuple[str, str, str]]
 ) -> None:
-    """merge is associative and commutative (for one account)."""
+    """Merge is associative and commutative (for one account)."""
 
     def one(rows: list[tuple[str, str, str]]) -> AccountSummary:
         rows = [(d, amount, "Acc1") for d, amount, _ in rows] or [("7/15", "0", "Acc1")]
