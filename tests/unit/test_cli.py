@@ -191,3 +191,24 @@ def test_non_ascii_ids_survive_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     path = write(tmp_path, "Id,Date,Transaction\nñandú😀,13/1,1\n".encode())
     _, out, _ = summarize_json(path, capsys, "--account", "Acc1")
     assert out["rejected"] == [{"line": 2, "id": "ñandú😀", "code": "invalid_date"}]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Id,Date,Transaction\n" + b"i" * 200_000 + b",7/15,1\nb,7/15,2\n",
+        # A stray opening quote swallows the rest of a large file into one field.
+        b'Id,Date,Transaction\n"a,7/15,1\n' + b"".join(b"%d,7/15,1\n" % i for i in range(20_000)),
+    ],
+    ids=["huge-field", "unterminated-quote"],
+)
+def test_oversized_field_gives_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes
+) -> None:
+    """Hostile field sizes end in a status (0 or 2) and at most one stderr line, never a crash."""
+    status = main(["summarize", str(write(tmp_path, data)), "--account", "Acc1", "--json"])
+    captured = capsys.readouterr()
+    assert status in {0, 2}
+    assert "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) <= 1
+    assert set(json.loads(captured.out)) == TOP_KEYS

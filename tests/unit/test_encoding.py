@@ -123,3 +123,19 @@ def test_bom_inside_the_file_is_data() -> None:
     out = summarize_every_chunking(text.encode(), account=ACCOUNT)
     assert out["rejected"] == []
     assert out["rowsAccepted"] == 1
+
+
+def test_final_record_ending_in_bare_cr_is_not_lost() -> None:
+    """A last record terminated by a lone CR (a CRLF cut short) is still read, never dropped."""
+    data = b"Id,Date,Transaction\n1,7/15,1\n2,7/15,2\r"
+    out = summarize_every_chunking(data, account=ACCOUNT)
+    assert out["rowsRead"] == 2
+    assert out["accounts"][0]["balance"] == "3.00"
+
+
+def test_cr_only_line_endings_lose_no_row() -> None:
+    """Old-Mac CR line endings: every record is read (as csv.reader reads them) - none vanish."""
+    text = "Id,Date,Transaction\ra,13/1,1\rb,13/1,1\rc,13/1,1\r"
+    out = summarize_every_chunking(text.encode(), account=ACCOUNT)
+    assert out["rowsRead"] == 3
+    assert rejected_lines(text) == stdlib_lines(text)

@@ -462,3 +462,13 @@ def test_last_record_without_newline_keeps_its_line_number() -> None:
     data = CHALLENGE.encode() + b"1,7/15,+1\n2,13/1,+2"
     out = summarize_every_chunking(data, account=ACCOUNT)
     assert out["rejected"] == [{"line": 3, "id": "2", "code": "invalid_date"}]
+
+
+def test_huge_id_is_rejected_not_fatal() -> None:
+    """An id of 200,000 characters is one invalid_id row; the file and its next row survive."""
+    data = CHALLENGE.encode() + b"i" * 200_000 + b",7/15,1\nb,7/15,2\n"
+    out = summarize_bytes(data, account=ACCOUNT, chunk_size=65536)
+    assert out["fileError"] is None
+    assert out["rowsRead"] == 2
+    assert [(r["line"], r["code"]) for r in out["rejected"]] == [(2, "invalid_id")]
+    assert out["accounts"][0]["balance"] == "2.00"
