@@ -147,29 +147,41 @@ def _file_error(code: str) -> dict[str, Any]:
     return {"fileError": code}
 
 
-def oracle(data: bytes, account: str | None = None) -> dict[str, Any]:  # noqa: C901, PLR0912, PLR0915 - one readable loop, like the SPEC table
+def oracle(data: bytes, account: str | None = None) -> dict[str, Any]:
     """SPEC §2-3's ``summarize --json`` object for ``data`` (file errors: only ``fileError``)."""
+    return oracle_with_rows(data, account)[0]
+
+
+AcceptedRow = tuple[str, str, str, int | None, int, int, int]
+"""(account, trimmed id, trimmed date, year, month, amount in cents, line) of an accepted row."""
+
+
+def oracle_with_rows(  # noqa: C901, PLR0912, PLR0915 - one readable loop, like the SPEC table
+    data: bytes, account: str | None = None
+) -> tuple[dict[str, Any], list[AcceptedRow]]:
+    """The oracle's JSON object and its accepted rows in file order."""
     text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next((record for record in reader if record), None)
     if header is None:
-        return _file_error("empty_file")
+        return _file_error("empty_file"), []
     columns: dict[str, int] = {}
     for index, name in enumerate(header):
         meaning = HEADER_NAMES.get(name.strip().lower())
         if meaning is None:
             continue
         if meaning in columns:
-            return _file_error("bad_header")
+            return _file_error("bad_header"), []
         columns[meaning] = index
     if not {"id", "date", "amount"} <= columns.keys():
-        return _file_error("bad_header")
+        return _file_error("bad_header"), []
     if "account" not in columns and (account is None or not ACCOUNT_RE.fullmatch(account)):
-        return _file_error("no_account")
+        return _file_error("no_account"), []
 
     rejected: list[dict[str, Any]] = []
     accepted: dict[str, list[tuple[int | None, int, Decimal]]] = {}
     seen: set[tuple[str, str]] = set()
+    rows: list[AcceptedRow] = []
     rows_read = 0
     for record in reader:
         if not record:
@@ -211,7 +223,10 @@ def oracle(data: bytes, account: str | None = None) -> dict[str, Any]:  # noqa: 
             continue
         seen.add((row_account, tx_id))
         accepted.setdefault(row_account, []).append((date[0], date[1], amount))
-    return {
+        date_text = record[columns["date"]].strip(TRIM)
+        cents = int(amount * 100)
+        rows.append((row_account, tx_id, date_text, date[0], date[1], cents, line))
+    result = {
         "rowsRead": rows_read,
         "rowsAccepted": rows_read - len(rejected),
         "rowsRejected": len(rejected),
@@ -219,6 +234,7 @@ def oracle(data: bytes, account: str | None = None) -> dict[str, Any]:  # noqa: 
         "rejected": rejected,
         "fileError": None,
     }
+    return result, rows
 
 
 # Rejected ids of rows too short or not decodable are not defined by SPEC: compare line and code.
