@@ -59,6 +59,7 @@ def code_of(row: str, **kwargs: Any) -> str | None:
         ("😀" * 64, True),  # 64 characters, many more bytes
         ("😀" * 65, False),
         ("x y", True),
+        ("a\ufffdb", True),  # a literal replacement character is valid UTF-8 text
     ],
 )
 def test_id_rule(tx_id: str, valid: bool) -> None:
