@@ -64,8 +64,8 @@ def many_distinct_values_file(rows: int) -> bytes:
         if i % 7 == 3:
             date = f" {date}\t"
         elif i % 11 == 5:
-            month, day, year = date.split("/")
-            date = f"{year}-{int(month):02d}-{int(day):02d}"
+            m, d, y = date.split("/")
+            date = f"{y}-{int(m):02d}-{int(d):02d}"
         sign = "-" if i % 3 else "+"
         amount = f"{sign}{i}.{i % 100:02d}" if i % 13 else f"{i}.{i % 1000:03d}"
         account = f"A{i}" if i < reuse_from else f"A{i - reuse_from}"

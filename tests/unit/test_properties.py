@@ -127,13 +127,17 @@ def csv_files(draw: st.DrawFn, *, trailing_newline: bool = True) -> GeneratedFil
     meanings = draw(st.permutations(meanings))
     header = [draw(st.sampled_from(ALIASES[m])) for m in meanings]
     terminator = draw(st.sampled_from(["\n", "\r\n"]))
-    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    quote_all = draw(st.booleans())
     bom = draw(st.booleans())
     account = "AccountId123" if not has_account else draw(st.sampled_from([None, "Acc1", "x!"]))
 
     def write(fields: list[str]) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator=terminator, quoting=quoting).writerow(fields)
+        csv.writer(
+            buffer,
+            lineterminator=terminator,
+            quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+        ).writerow(fields)
         return buffer.getvalue()
 
     lines = [write(header)]
