@@ -93,6 +93,9 @@ class FileErrorCode(StrEnum):
     BAD_HEADER = "bad_header"
     NO_ACCOUNT = "no_account"
     EMPTY_FILE = "empty_file"
+    # Not in SPEC §2: a record the CSV parser cannot read (a field over 131,072 characters,
+    # in practice an unterminated quote). Rows before it were read; the file is rejected.
+    MALFORMED_CSV = "malformed_csv"
 
 
 class Rejection(NamedTuple):

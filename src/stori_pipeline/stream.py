@@ -9,6 +9,7 @@ check is the only state that grows with the file).
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -67,31 +68,46 @@ async def file_chunks(path: str | Path, chunk_size: int = CHUNK_SIZE) -> AsyncIt
 
 
 class _TextSource:
-    """The ``read(size)`` object aiocsv wants, decoding UTF-8 incrementally.
+    r"""The ``read(size)`` object aiocsv wants, decoding UTF-8 incrementally.
 
     Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) instead of failing the
     file; the first time a chunk holds one, the validator starts checking rows for them
     (SPEC §2 ``invalid_encoding``), so clean files never pay for that check.
+
+    Two aiocsv quirks at the end of the text are handled here, where they cost nothing per
+    row: a final lone ``\r`` makes aiocsv drop the last record, so a ``\n`` is added (``\r\n``
+    ends the same line); and a last record ended by the end of the text rather than a newline
+    gets a ``line_num`` one lower than the csv module's, which ``unterminated`` lets the
+    stream correct.
     """
 
     def __init__(self, chunks: AsyncIterable[bytes], on_undecodable: Callable[[], None]) -> None:
         self._chunks = aiter(chunks)
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
         self._on_undecodable = on_undecodable
-        self._done = False
+        self._last = ""
+        self.done = False
+
+    @property
+    def unterminated(self) -> bool:
+        """The text has ended, and not with a line break."""
+        return self.done and self._last not in ("", "\n")
 
     async def read(self, _size: int) -> str:
-        while not self._done:
+        while not self.done:
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
-                self._done = True
+                self.done = True
                 text = self._decoder.decode(b"", final=True)
+                if (text[-1:] or self._last) == "\r":
+                    text += "\n"
             else:
                 text = self._decoder.decode(chunk)
             if text:
                 if _UNDECODABLE_RE.search(text):
                     self._on_undecodable()
+                self._last = text[-1]
                 return text
         return ""
 
@@ -129,6 +145,7 @@ class TransactionStream:
         self._error: FileRejectedError | None = None
         self._finished = False
         self._undecodable = False
+        self._malformed: FileRejectedError | None = None
 
     @property
     def rows_read(self) -> int:
@@ -140,8 +157,9 @@ class TransactionStream:
         if self._validator is not None:
             self._validator.check_encoding = True
 
-    async def __aiter__(self) -> AsyncIterator[list[Transaction]]:  # noqa: C901 - one loop
-        reader = AsyncReader(_TextSource(self._chunks, self._undecodable_seen))
+    async def __aiter__(self) -> AsyncIterator[list[Transaction]]:  # noqa: C901, PLR0912 - one loop
+        source = _TextSource(self._chunks, self._undecodable_seen)
+        reader = AsyncReader(source)
         # AsyncReader.__anext__ is a Python coroutine around aiocsv's C parser, and its
         # line_num a Python property: iterating the parser itself saves both on every row
         # (~20% of the read time). Any aiocsv without that attribute gets the public path.
@@ -168,18 +186,32 @@ class TransactionStream:
         batch: list[list[str]] = []
         lines: list[int] = []
         accepted: list[Transaction] = []
-        async for record in records:
-            if not record:
-                continue  # a blank line
-            batch.append(record)
-            lines.append(parser.line_num)
-            if len(batch) >= size:
-                accepted += feed(batch, lines, collect=collect)
-                batch, lines = [], []
-                if len(accepted) >= size:
-                    yield accepted[:size]
-                    del accepted[:size]
+        try:
+            async for record in records:
+                if not record:
+                    continue  # a blank line
+                batch.append(record)
+                lines.append(parser.line_num)
+                if len(batch) >= size:
+                    # Once the text has ended, the parser yields at most one more record:
+                    # the one the end of the text completed, which must be the last here.
+                    if source.unterminated:
+                        lines[-1] += 1
+                    accepted += feed(batch, lines, collect=collect)
+                    batch, lines = [], []
+                    if len(accepted) >= size:
+                        yield accepted[:size]
+                        del accepted[:size]
+        except csv.Error as exc:
+            # Past the csv module's field limit (131,072 characters) — in practice an
+            # unterminated quote swallowing the rest of the file. The rows before it were
+            # read; nothing after it can be trusted, so the file is rejected from here.
+            self._malformed = FileRejectedError(
+                FileErrorCode.MALFORMED_CSV, f"line {parser.line_num + 1}: {exc}"
+            )
         if batch:
+            if source.unterminated and self._malformed is None:
+                lines[-1] += 1
             accepted += feed(batch, lines, collect=collect)
         while accepted:
             yield accepted[:size]
@@ -205,6 +237,16 @@ class TransactionStream:
                 error.detail if error else None,
             )
         v = self._validator
+        if self._malformed is not None:
+            # The counts say how far the file was read; no summary of a partial file.
+            return ImportResult(
+                v.rows_read,
+                v.rows_accepted,
+                v.rows_rejected,
+                (),
+                FileErrorCode.MALFORMED_CSV,
+                self._malformed.detail,
+            )
         return ImportResult(v.rows_read, v.rows_accepted, v.rows_rejected, v.ledger.summaries())
 
 

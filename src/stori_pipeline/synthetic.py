@@ -42,7 +42,7 @@ def _bad_rows(rng: random.Random) -> list[tuple[str, ...]]:
         ("", "7/15", "+1.00", "Acc1"),  # invalid_id
         (str(rng.randrange(10**9)), "2/30", "-3.10", "Acc1"),  # invalid_date
         (str(rng.randrange(10**9)), "13/01", "5", "Acc1"),  # invalid_date
-        (str(rng.randrange(10**9)), "7/15", "1,000.00", "Acc1"),  # invalid_amount
+        (str(rng.randrange(10**9)), "7/15", '"1,000.00"', "Acc1"),  # invalid_amount (quoted)
         (str(rng.randrange(10**9)), "7/15", "$12.00", "Acc1"),  # invalid_amount
         (str(rng.randrange(10**9)), "7/15", "1.234", "Acc1"),  # invalid_amount
         (str(rng.randrange(10**9)), "7/15", "9.99", "bad account!"),  # invalid_account

@@ -465,11 +465,14 @@ def test_last_record_without_newline_keeps_its_line_number() -> None:
     assert out["rejected"] == [{"line": 3, "id": "2", "code": "invalid_date"}]
 
 
-def test_huge_id_is_rejected_not_fatal() -> None:
-    """An id of 200,000 characters is one invalid_id row; the file and its next row survive."""
-    data = CHALLENGE.encode() + b"i" * 200_000 + b",7/15,1\nb,7/15,2\n"
+def test_field_past_the_csv_limit_rejects_the_file_from_there() -> None:
+    """A 200,000-character field is malformed_csv at its line; rows before it were read.
+
+    The decision (README, "Decisions"): past the csv module's field limit the parser cannot
+    resynchronise, so no summary of the partial file is given and nothing raises.
+    """
+    data = CHALLENGE.encode() + b"a,7/15,5\n" + b"i" * 200_000 + b",7/15,1\nb,7/15,2\n"
     out = summarize_bytes(data, account=ACCOUNT, chunk_size=65536)
-    assert out["fileError"] is None
-    assert out["rowsRead"] == 2
-    assert [(r["line"], r["code"]) for r in out["rejected"]] == [(2, "invalid_id")]
-    assert out["accounts"][0]["balance"] == "2.00"
+    assert out["fileError"] == "malformed_csv"
+    assert out["rowsRead"] == 1
+    assert out["accounts"] == []
