@@ -213,7 +213,7 @@ class _GuardedEnvironment(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"**", "*"})
 
-    def call_binop(self, context: object, operator: str, left: object, right: object) -> object:
+    def call_binop(self, context: Context, operator: str, left: object, right: object) -> object:
         """Refuse results that would take unbounded time or memory."""
         if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER_EXPONENT:
             raise OverflowError(f"exponent {right} is too large in a template")
