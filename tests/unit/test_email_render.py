@@ -338,8 +338,14 @@ def test_non_ascii_display_name_is_rfc2047_encoded(worked_example_sync: AccountS
         recipient_name="Zoë Ñúñez 李",
     )
     assert b"=?utf-8?" in raw.split(b"\r\n\r\n", 1)[0]
-    (to,) = _parse(raw)["To"].addresses
+    assert raw.isascii()
+    message = _parse(raw)
+    (to,) = message["To"].addresses
     assert (to.display_name, to.addr_spec) == ("Zoë Ñúñez 李", "zoe@example.com")
+    for kind in ("plain", "html"):
+        body = message.get_body(preferencelist=(kind,))
+        assert body is not None
+        assert "Hi Zoë Ñúñez 李," in body.get_content()
 
 
 class _Problems:

@@ -61,8 +61,10 @@ def build_mime(
     message["Date"] = email.utils.formatdate(usegmt=True)
     message["MIME-Version"] = "1.0"
 
-    message.set_content(rendered.text, subtype="plain", charset="utf-8")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    # Quoted-printable keeps the message 7-bit clean whatever the content (8bit is chosen
+    # otherwise for short non-ASCII parts, which not every relay accepts).
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     html_part = next(p for p in message.iter_parts() if p.get_content_type() == "text/html")
     for image in rendered.inline_images:
         html_part.add_related(
