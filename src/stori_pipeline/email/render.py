@@ -228,10 +228,16 @@ class _GuardedEnvironment(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
 _HTML_ENV: Final = _GuardedEnvironment(autoescape=True, undefined=StrictUndefined)
 _TEXT_ENV: Final = _GuardedEnvironment(
     autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
 )
+for _env in (_HTML_ENV, _TEXT_ENV):
+    _env.filters["thousands"] = _thousands
 # No network and no <link> fetching: every style the email needs is in the template itself.
 _INLINER: Final = css_inline.CSSInliner(load_remote_stylesheets=False, keep_link_tags=False)
 
