@@ -292,3 +292,28 @@ def test_handler_returns_permanent_failures_without_raising(stack: Stack, unique
     assert (bad["status"], bad["reason"]) == ("failed", "invalid_email")
     assert (malformed["status"], malformed["reason"]) == ("failed", "invalid_event")
     assert sent_messages(stack.recipient) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"\xff\xfe not utf-8 {{ balance }}", "not_utf8"), (b"x" * (256 * 1024 + 1), "too_large")],
+)
+async def test_unreadable_s3_template_falls_back(
+    dynamodb: Any, s3: Any, ses: Any, stack: Stack, unique: str, body: bytes, reason: str
+) -> None:
+    """A template that is not UTF-8 or is oversized is reported; the packaged one is sent."""
+    bucket, key = stack.settings.templates_bucket, stack.settings.template_key
+    await s3.put_object(Bucket=bucket, Key=key, Body=body)
+    problems: list[TemplateProblem] = []
+    sent = await send_summary_email(
+        summary_event(f"acc-{unique}", "9" * 32)["detail"],
+        settings=stack.settings,
+        dynamodb=dynamodb,
+        s3=s3,
+        ses=ses,
+        template_cache=TemplateCache(),
+        on_template_problem=problems.append,
+    )
+    assert sent.template_source == "packaged"
+    assert [p.reason for p in problems] == [reason]
+    assert len(sent_messages(stack.recipient)) == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -449,3 +451,21 @@ def test_invalid_addresses_are_rejected(raw: str) -> None:
     with pytest.raises(InvalidEmailError) as info:
         normalize_email(raw, account_id="A")
     assert info.value.account_id == "A"
+
+
+@pytest.fixture
+def sample_event() -> dict[str, object]:
+    """tests/events/transactions_summarized.json."""
+    path = Path(__file__).resolve().parent.parent / "events" / "transactions_summarized.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+async def test_sample_event_carries_the_cores_worked_example(
+    worked_example: AccountSummary, sample_event: dict[str, Any]
+) -> None:
+    """tests/events/transactions_summarized.json holds exactly what the core computes."""
+    event = sample_event
+    assert event["detail-type"] == "Transactions Summarized"
+    assert event["source"] == "stori.pipeline"
+    assert event["detail"]["summary"] == worked_example.to_json()
+    assert parse_summary_detail(event["detail"]).summary == worked_example
