@@ -1,0 +1,120 @@
+"""Lambda entrypoint of ``send-user-email``: a ``Transactions Summarized`` event -> one email.
+
+Thin on purpose: parse, read settings, run :func:`stori_pipeline.email.send_summary_email` in
+one ``asyncio.run``, and map the outcome (SPEC §6, §7):
+
+- success -> ``{"status": "sent", ...}``;
+- a permanent error (malformed event, unknown account, invalid address) -> logged, counted,
+  and returned as ``{"status": "failed", "reason": ...}`` without raising, so Lambda does not
+  burn retries on data no retry can fix;
+- a transient AWS error -> raised, so Lambda retries and finally sends the event to the DLQ.
+
+Powertools idempotency wraps the synchronous part (it does not support coroutines), keyed on
+``detail.importId`` + ``detail.summary.accountId``: a redelivered event returns the stored
+result instead of sending a second email. The persistence layer is created on the first
+invocation (the table name is configuration, never read at import time) and reused while warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stori_pipeline.email import (
+    TemplateProblem,
+    parse_summary_detail,
+    send_summary_email,
+)
+from stori_pipeline.errors import PermanentError
+from stori_pipeline.settings import EmailSettings
+
+logger = Logger(service="send-user-email")
+metrics = Metrics(namespace="StoriPipeline", service="send-user-email")
+
+# One email per (import, account): importId is stable for one object version (SPEC §5).
+IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId]"
+
+
+@functools.cache
+def _persistence(table: str) -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=table)
+
+
+@functools.cache
+def _route_library_logs() -> None:
+    # The library logs through stdlib logging; give it the Powertools JSON format.
+    copy_config_to_registered_loggers(source_logger=logger, include={"stori_pipeline"})
+
+
+def _template_fallback(problem: TemplateProblem) -> None:
+    """Count every time the operator's template could not be used (alarm on it)."""
+    metrics.add_metric(name="EmailTemplateFallback", unit=MetricUnit.Count, value=1)
+    metrics.add_metadata(key="templateProblem", value=problem.reason)
+
+
+def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
+    detail = event["detail"]
+    try:
+        sent = asyncio.run(
+            send_summary_email(detail, settings=settings, on_template_problem=_template_fallback)
+        )
+    except PermanentError as exc:
+        reason = getattr(exc, "code", type(exc).__name__)
+        logger.error(  # noqa: TRY400 - an expected outcome, not a crash: no traceback
+            "summary email not sent (permanent, not retried)",
+            extra={
+                "reason": reason,
+                "error": str(exc),
+                "importId": detail.get("importId"),
+                "accountId": detail.get("summary", {}).get("accountId"),
+            },
+        )
+        metrics.add_metric(name="EmailPermanentFailure", unit=MetricUnit.Count, value=1)
+        return {
+            "status": "failed",
+            "reason": reason,
+            "importId": detail.get("importId"),
+            "accountId": detail.get("summary", {}).get("accountId"),
+        }
+    metrics.add_metric(name="EmailSent", unit=MetricUnit.Count, value=1)
+    return {"status": "sent", **sent.to_json()}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Send the summary email for one EventBridge ``Transactions Summarized`` event."""
+    _route_library_logs()
+    metrics.add_metric(name="SummaryEventReceived", unit=MetricUnit.Count, value=1)
+    settings = EmailSettings.from_env()
+    detail = event.get("detail")
+    try:
+        parse_summary_detail(detail if isinstance(detail, dict) else {})
+    except PermanentError as exc:
+        # Without importId/accountId there is no idempotency key; reject before that layer.
+        logger.error(  # noqa: TRY400 - an expected outcome, not a crash: no traceback
+            "malformed summary event (not retried)", extra={"error": str(exc)}
+        )
+        metrics.add_metric(name="EmailPermanentFailure", unit=MetricUnit.Count, value=1)
+        return {"status": "failed", "reason": getattr(exc, "code", "invalid_event")}
+
+    config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY, raise_on_no_idempotency_key=True)
+    config.register_lambda_context(context)
+    send_once = idempotent_function(
+        data_keyword_argument="event",
+        persistence_store=_persistence(settings.idempotency_table),
+        config=config,
+    )(_send)
+    result: dict[str, Any] = send_once(event=event, settings=settings)
+    return result

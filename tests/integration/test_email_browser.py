@@ -1,0 +1,133 @@
+"""The HTML part in a real browser (headless Chromium): no horizontal overflow, PNGs kept.
+
+Headless Chromium will not size a window below 500 CSS pixels, so each width is emulated by
+an iframe exactly that wide (its own viewport: media queries and ``innerWidth`` follow it).
+The harness reads the framed document's ``scrollWidth`` after load and writes it into the
+page, which ``--dump-dom`` prints. Screenshots go to ``test-artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stori_pipeline.email import User, html_with_embedded_images, render_summary_email
+from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WIDTHS = (375, 1280)
+FRAME_HEIGHT = 2000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+    ),
+]
+
+WORKED_EXAMPLE = AccountSummary.from_json(
+    {
+        "accountId": "AccountId123",
+        "months": [
+            {
+                "year": None,
+                "month": 7,
+                "transactionCount": 2,
+                "credit": {"count": 1, "total": "60.50"},
+                "debit": {"count": 1, "total": "-10.30"},
+            },
+            {
+                "year": None,
+                "month": 8,
+                "transactionCount": 2,
+                "credit": {"count": 1, "total": "10.00"},
+                "debit": {"count": 1, "total": "-20.46"},
+            },
+        ],
+    }
+)
+# Worst realistic case: every month of a year, 15-digit amounts, a long unbroken name.
+STRESS = AccountSummary(
+    "ACC-STRESS-0001",
+    tuple(
+        MonthSummary(
+            2024,
+            n,
+            999_999,
+            Flow(0, 0) if n % 4 == 0 else Flow(3, 999_999_999_999_99),
+            Flow(0, 0) if n % 3 == 0 else Flow(1, -888_888_888_888_88),
+        )
+        for n in range(1, 13)
+    ),
+)
+CASES = {
+    "worked-example": (WORKED_EXAMPLE, User("AccountId123", "ana@example.com", "Ana García")),
+    "stress": (STRESS, User("ACC-STRESS-0001", "x@example.com", "Maximiliano" * 6 + " Ñúñez")),
+}
+
+
+def _chromium(width: int, *args: str, profile: Path) -> str:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={max(width, 500)},{FRAME_HEIGHT}",
+        *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def _harness(email_html: str, width: int) -> str:
+    measure = (
+        "const d=this.contentDocument;document.body.setAttribute('data-check',JSON.stringify("
+        "{scrollWidth:d.documentElement.scrollWidth,innerWidth:this.contentWindow.innerWidth}))"
+    )
+    return (
+        "<!DOCTYPE html><html><head><style>html,body{margin:0;background:#cfd6d9}"
+        "iframe{border:0;display:block}</style></head><body>"
+        f'<iframe width="{width}" height="{FRAME_HEIGHT}" '
+        f'srcdoc="{html.escape(email_html, quote=True)}" onload="{measure}"></iframe>'
+        "</body></html>"
+    )
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_html_part_has_no_horizontal_overflow(case: str, width: int, tmp_path: Path) -> None:
+    """At a phone and a desktop width the email fits: scrollWidth <= the viewport width."""
+    summary, user = CASES[case]
+    rendered = render_summary_email(summary, user, subject="Your Stori account summary")
+    page = tmp_path / "harness.html"
+    page.write_text(_harness(html_with_embedded_images(rendered), width), encoding="utf-8")
+
+    # The screenshot first, so a failing layout leaves a picture of itself behind.
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = ARTIFACTS / f"email-{case}-{width}.png"
+    png.unlink(missing_ok=True)
+    _chromium(width, f"--screenshot={png}", page.as_uri(), profile=tmp_path / "profile-png")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    dom = _chromium(width, "--dump-dom", page.as_uri(), profile=tmp_path / "profile-dom")
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found is not None, "the measuring script did not run"
+    check = json.loads(html.unescape(found.group(1)))
+    assert check["innerWidth"] == width
+    assert check["scrollWidth"] <= check["innerWidth"], check
