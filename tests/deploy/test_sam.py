@@ -144,6 +144,8 @@ def _imports(path: Path) -> Iterator[tuple[str, int]]:
             yield from ((alias.name, 0) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             yield node.module, node.level
+            # `from package import module` imports a submodule too, when one has that name.
+            yield from ((f"{node.module}.{alias.name}?", node.level) for alias in node.names)
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -183,14 +185,17 @@ def test_handler_imports_resolve_in_the_artifact(
             continue
         seen.add(path)
         for imported, level in _imports(path):
-            name = imported
+            optional = imported.endswith("?")
+            name = imported.removesuffix("?")
             if level:  # relative import inside stori_pipeline
                 package = path.relative_to(function_dir).parent.parts
-                name = ".".join([*package[: len(package) - level + 1], imported])
-            if name.split(".")[0] == "stori_pipeline":
-                found = _module_file(function_dir, name) or _module_file(
-                    function_dir, name.rpartition(".")[0]
-                )
+                name = ".".join([*package[: len(package) - level + 1], name])
+            if optional:  # a name imported from a module: follow it only if it is a module
+                found = _module_file(function_dir, name)
+                if found is not None:
+                    pending.append(found)
+            elif name.split(".")[0] == "stori_pipeline":
+                found = _module_file(function_dir, name)
                 if found is None:
                     missing.append(f"{path.name}: {name}")
                 else:
