@@ -113,6 +113,9 @@ def load_template(source: str | Path) -> dict[str, Any]:
     return document
 
 
+# `Ref: AWS::NoValue` removes the property (or list item) that holds it.
+_NO_VALUE = object()
+
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 
 
@@ -130,6 +133,7 @@ def resolve(  # noqa: C901, PLR0911 - one branch per intrinsic reads best as one
         attrs: Values of ``Fn::GetAtt``, keyed ``"Resource.Attribute"``.
         conditions: Values of the template's conditions, for ``Fn::If``.
 
+    ``Ref: AWS::NoValue`` removes the key or list item holding it, as CloudFormation does.
     Supports ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join``, ``Fn::Select``,
     ``Fn::Split`` and ``Fn::If``; raises :class:`UnresolvedReferenceError` for a name without
     a value and ``ValueError`` for any other intrinsic.
@@ -137,14 +141,16 @@ def resolve(  # noqa: C901, PLR0911 - one branch per intrinsic reads best as one
     attrs = attrs or {}
     conditions = conditions or {}
     if isinstance(node, list):
-        return [resolve(item, refs, attrs, conditions) for item in node]
+        items = [resolve(item, refs, attrs, conditions) for item in node]
+        return [item for item in items if item is not _NO_VALUE]
     if not isinstance(node, dict):
         return node
     if len(node) != 1 or not next(iter(node)).startswith(("Ref", "Fn::")):
-        return {key: resolve(value, refs, attrs, conditions) for key, value in node.items()}
+        values = {key: resolve(value, refs, attrs, conditions) for key, value in node.items()}
+        return {key: value for key, value in values.items() if value is not _NO_VALUE}
     ((function, argument),) = node.items()
     if function == "Ref":
-        return _lookup(refs, argument)
+        return _NO_VALUE if argument == "AWS::NoValue" else _lookup(refs, argument)
     if function == "Fn::GetAtt":
         resource, attribute = argument
         return _lookup(attrs, f"{resource}.{attribute}")
