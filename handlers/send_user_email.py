@@ -93,7 +93,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Send the summary email for one EventBridge ``Transactions Summarized`` event."""
     _route_library_logs()
     metrics.add_metric(name="SummaryEventReceived", unit=MetricUnit.Count, value=1)

@@ -266,28 +266,28 @@ def handler_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("handler_env")
 def test_handler_sends_one_email_for_a_duplicated_event(stack: Stack, unique: str) -> None:
     """The same event delivered twice sends exactly one email (Powertools idempotency)."""
-    from handlers.send_user_email import lambda_handler  # noqa: PLC0415 - needs the env
+    from handlers.send_user_email import handler  # noqa: PLC0415 - needs the env
 
     event = summary_event(f"acc-{unique}", "5" * 32)
-    first = lambda_handler(event, FakeLambdaContext())
-    second = lambda_handler(copy.deepcopy(event), FakeLambdaContext())
+    first = handler(event, FakeLambdaContext())
+    second = handler(copy.deepcopy(event), FakeLambdaContext())
     assert first["status"] == "sent"
     assert second == first
     assert len(sent_messages(stack.recipient)) == 1
 
     other_import = summary_event(f"acc-{unique}", "6" * 32)
-    assert lambda_handler(other_import, FakeLambdaContext())["status"] == "sent"
+    assert handler(other_import, FakeLambdaContext())["status"] == "sent"
     assert len(sent_messages(stack.recipient)) == 2
 
 
 @pytest.mark.usefixtures("handler_env")
 def test_handler_returns_permanent_failures_without_raising(stack: Stack, unique: str) -> None:
     """Unknown account, bad address and a malformed event return a failure result, no raise."""
-    from handlers.send_user_email import lambda_handler  # noqa: PLC0415 - needs the env
+    from handlers.send_user_email import handler  # noqa: PLC0415 - needs the env
 
-    unknown = lambda_handler(summary_event(f"nobody-{unique}", "7" * 32), FakeLambdaContext())
-    bad = lambda_handler(summary_event(f"bad-{unique}", "8" * 32), FakeLambdaContext())
-    malformed = lambda_handler({"detail": {"schemaVersion": 1}}, FakeLambdaContext())
+    unknown = handler(summary_event(f"nobody-{unique}", "7" * 32), FakeLambdaContext())
+    bad = handler(summary_event(f"bad-{unique}", "8" * 32), FakeLambdaContext())
+    malformed = handler({"detail": {"schemaVersion": 1}}, FakeLambdaContext())
     assert (unknown["status"], unknown["reason"]) == ("failed", "unknown_account")
     assert (bad["status"], bad["reason"]) == ("failed", "invalid_email")
     assert (malformed["status"], malformed["reason"]) == ("failed", "invalid_event")

@@ -1,0 +1,153 @@
+"""Least privilege: no IAM statement allows a wildcard action or every resource.
+
+The policies checked are the ones CloudFormation receives: the SAM transform's output (policy
+templates expanded, the roles SAM generates, OnFailure destination grants), produced offline
+by the SAM CLI's own translator in its isolated environment (deploy/sam_transform.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import REPO, TEMPLATE, sam_env
+
+# Actions AWS cannot scope to a resource, so "*" is the only possible Resource.
+UNSCOPED_ACTIONS = {
+    # X-Ray has no resource-level permissions (Tracing: Active).
+    "xray:PutTraceSegments": "X-Ray has no resource-level permissions",
+    "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions",
+    "xray:GetSamplingRules": "X-Ray has no resource-level permissions",
+    "xray:GetSamplingTargets": "X-Ray has no resource-level permissions",
+    "xray:GetSamplingStatisticSummaries": "X-Ray has no resource-level permissions",
+    "cloudwatch:PutMetricData": "metrics are namespaced by a condition, not by resource",
+}
+# AWS managed policies SAM attaches to every function role it generates. Their documents live
+# in IAM, not in the template; each is accepted here for the reason given.
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": (
+        "logs:CreateLogGroup/CreateLogStream/PutLogEvents: the function's own logs"
+    ),
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": "X-Ray writes (Tracing: Active), unscoped",
+}
+
+
+@pytest.fixture(scope="module")
+def transformed(sam_bin: Path) -> dict[str, Any]:
+    """The CloudFormation template the SAM transform produces from template.yaml."""
+    done = subprocess.run(
+        [
+            str(sam_bin / "python"),
+            str(REPO / "deploy" / "sam_transform.py"),
+            str(TEMPLATE),
+            json.dumps({"SenderEmail": "summaries@example.com"}),
+        ],
+        capture_output=True,
+        text=True,
+        env=sam_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, statement) for every statement of every role, policy and resource policy."""
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        documents: list[tuple[str, Any]] = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents += [
+                (f"{name}/{p['PolicyName']}", p["PolicyDocument"])
+                for p in properties.get("Policies", [])
+            ]
+        if resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            documents.append((name, properties["PolicyDocument"]))
+        if resource["Type"] in {"AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"}:
+            documents.append((name, properties["PolicyDocument"]))
+        for where, document in documents:
+            for statement in _as_list(document["Statement"]):
+                yield where, statement
+
+
+def violations(template: dict[str, Any]) -> list[str]:
+    """Every Allow statement with a wildcard action or an unscoped resource, as text."""
+    found = []
+    for where, statement in policy_statements(template):
+        if statement["Effect"] != "Allow":
+            continue  # a Deny may be as broad as it likes (e.g. DenyInsecureTransport on s3:*)
+        actions = [str(a) for a in _as_list(statement.get("Action", []))]
+        if "NotAction" in statement or "NotResource" in statement:
+            found.append(f"{where}: NotAction/NotResource grants by exclusion")
+        found += [f"{where}: wildcard action {a}" for a in actions if "*" in a]
+        resources = _as_list(statement.get("Resource", []))
+        if "*" in resources:
+            found += [f"{where}: Resource * for {a}" for a in actions if a not in UNSCOPED_ACTIONS]
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                if arn not in ALLOWED_MANAGED_POLICIES:
+                    found.append(f"{name}: managed policy {arn} is not reviewed")
+    return found
+
+
+def test_no_policy_allows_wildcard_actions_or_resources(transformed: dict[str, Any]) -> None:
+    """No Allow statement in the deployed template has a '*' action or a Resource of '*'."""
+    assert violations(transformed) == []
+
+
+def test_the_check_sees_the_expanded_policy_templates(transformed: dict[str, Any]) -> None:
+    """The walk covers SAM policy templates and the OnFailure grant, so it checks what deploys."""
+    actions = {
+        str(action)
+        for _, statement in policy_statements(transformed)
+        for action in _as_list(statement.get("Action", []))
+    }
+    assert {"dynamodb:BatchWriteItem", "events:PutEvents", "sqs:SendMessage"} <= actions
+    assert {"ses:SendRawEmail", "s3:PutObject", "dynamodb:GetItem"} <= actions
+
+
+def test_the_check_catches_a_wildcard() -> None:
+    """A policy with s3:* on every resource is reported (the check itself can fail)."""
+    bad = {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "Policies": [
+                        {
+                            "PolicyName": "too-broad",
+                            "PolicyDocument": {
+                                "Statement": [
+                                    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+                                ]
+                            },
+                        }
+                    ],
+                    "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"],
+                },
+            }
+        }
+    }
+    assert len(violations(bad)) == 3
+
+
+def test_report_writes_are_limited_to_the_reports_prefix(transformed: dict[str, Any]) -> None:
+    """The ingest may put objects only under reports/, so it can never write an upload."""
+    puts = [
+        statement
+        for where, statement in policy_statements(transformed)
+        if where.startswith("ProcessUserTransactionFunctionRole")
+        and "s3:PutObject" in _as_list(statement["Action"])
+    ]
+    assert [p["Resource"] for p in puts] == [{"Fn::Sub": "${TransactionsBucket.Arn}/reports/*"}]
