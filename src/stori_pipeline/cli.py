@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from stori_pipeline.local import commands as local_commands
 from stori_pipeline.records import Rejection
 from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
@@ -201,6 +202,7 @@ def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_summarize,
     _add_generate,
+    local_commands.register,
 ]
 
 
