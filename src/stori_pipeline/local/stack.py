@@ -100,7 +100,13 @@ def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 def client_environment(endpoint: str) -> dict[str, str]:
     """The variables that point boto3, aioboto3 and Powertools at the emulator."""
-    return {**LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+    return {
+        **LOCAL_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint,
+        # Like Lambda: no shared config or credentials file can redirect a function.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
 
 
 def session() -> aioboto3.Session:
