@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stori_pipeline.local.demo import Roles, local_plan
 from stori_pipeline.local.template import (
     DEFAULT_MAX_RECEIVE_COUNT,
     TemplateError,
@@ -22,10 +23,12 @@ REAL_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 @pytest.fixture
 def template() -> dict[str, Any]:
+    """The fixture template, parsed."""
     return load_template(FIXTURES / "template.yaml")
 
 
 def plan(template: dict[str, Any], **overrides: str) -> Any:
+    """Plan the fixture template with a stack name of ``s``."""
     return plan_stack(
         template,
         template_dir=FIXTURES,
@@ -148,8 +151,6 @@ def test_unknown_reference_is_an_error(template: dict[str, Any]) -> None:
 @pytest.mark.skipif(not REAL_TEMPLATE.is_file(), reason="template.yaml not merged yet")
 def test_real_template_plans_a_complete_stack() -> None:
     """The project's template gives both functions every variable their settings require."""
-    from stori_pipeline.local.demo import Roles, local_plan
-
     stack = local_plan(REAL_TEMPLATE, "s")
     roles = Roles.of(stack)
     IngestSettings.from_env(stack.function(roles.ingest).environment)
