@@ -456,10 +456,10 @@ class LocalSession:
             self._emails_seen += 1
             message = email.message_from_string(raw, policy=email.policy.default)
             assert isinstance(message, EmailMessage)
-            # moto lists a header recipient again after the envelope's: keep each once.
-            to = tuple(dict.fromkeys(str(a) for a in destinations))
+            # moto lists a header recipient again after the envelope's: keep each address once.
+            to = tuple(dict.fromkeys(_addresses(str(a) for a in destinations)))
             account = next(
-                (self.users[a] for a in _addresses(to) if a in self.users),
+                (self.users[a] for a in to if a in self.users),
                 None,
             )
             stem = _safe(account or "unknown")

@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -159,23 +160,38 @@ class ProcessRuntime:
         log_path: Path | None = None,
     ) -> None:
         self.function = function
-        self._pool = ProcessPoolExecutor(
-            max_workers=concurrency,
+        self._concurrency = concurrency
+        self._initargs = (
+            dict(env),
+            str(function.code_dir),
+            function.handler,
+            None if log_path is None else str(log_path),
+        )
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._concurrency,
             # spawn, never fork: this process runs moto's server threads.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(
-                dict(env),
-                str(function.code_dir),
-                function.handler,
-                None if log_path is None else str(log_path),
-            ),
+            initargs=self._initargs,
         )
 
     async def invoke(self, event: dict[str, Any], context: LambdaContext) -> None:
         """Invoke the handler in a worker process."""
         loop = asyncio.get_running_loop()
-        failure = await loop.run_in_executor(self._pool, _worker_invoke, event, context)
+        try:
+            failure = await loop.run_in_executor(self._pool, _worker_invoke, event, context)
+        except BrokenProcessPool as exc:
+            # The handler failed to import or its process died: a failed invocation (Lambda
+            # reports an init error and retries), with fresh workers for the next attempt.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            raise InvocationError(
+                f"{exc}\n{self.function.handler}: the worker failed to start or crashed "
+                f"(see {self._initargs[3] or 'its stderr'})"
+            ) from exc
         if failure is not None:
             raise InvocationError(failure)
 

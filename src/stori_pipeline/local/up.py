@@ -28,7 +28,12 @@ DOCKER_HOST = "host.docker.internal"
 
 
 def sam_env_vars(stack: LocalStack, host: str = DOCKER_HOST) -> dict[str, dict[str, str]]:
-    """``env.local.json``: each function's variables, pointed at the emulator from Docker."""
+    """``env.local.json``: each function's variables, pointed at the emulator from Docker.
+
+    ``sam local`` passes only variables the template declares; the template declares
+    ``AWS_ENDPOINT_URL`` when its ``LocalEndpointUrl`` parameter is set, hence the printed
+    ``--parameter-overrides``.
+    """
     endpoint = stack.endpoint.replace("127.0.0.1", host).replace("localhost", host)
     return {
         function.logical_id: {
@@ -63,6 +68,7 @@ async def run_up(
             stack, roles = session.stack, session.roles
             env_file = _write_env_file(out_dir, stack)
             bucket = roles.transactions_bucket
+            docker_endpoint = sam_env_vars(stack)[roles.ingest]["AWS_ENDPOINT_URL"]
             account = accounts[0]
             lines = [
                 f"local stack '{plan.stack_name}' is up at {endpoint}",
@@ -80,6 +86,7 @@ async def run_up(
                 "with Docker, invoke a function against this emulator:",
                 *(
                     f"  sam local invoke {f.logical_id} --env-vars {shlex.quote(str(env_file))} "
+                    f"--parameter-overrides LocalEndpointUrl={docker_endpoint} "
                     "--event events/<event>.json"
                     for f in plan.functions
                 ),
