@@ -142,7 +142,11 @@ class TransactionStream:
 
     async def __aiter__(self) -> AsyncIterator[list[Transaction]]:  # noqa: C901 - one loop
         reader = AsyncReader(_TextSource(self._chunks, self._undecodable_seen))
-        records = aiter(reader)
+        # AsyncReader.__anext__ is a Python coroutine around aiocsv's C parser, and its
+        # line_num a Python property: iterating the parser itself saves both on every row
+        # (~20% of the read time). Any aiocsv without that attribute gets the public path.
+        parser = getattr(reader, "_parser", reader)
+        records = aiter(parser)
         header: list[str] = []
         async for record in records:
             if record:
@@ -168,7 +172,7 @@ class TransactionStream:
             if not record:
                 continue  # a blank line
             batch.append(record)
-            lines.append(reader.line_num)
+            lines.append(parser.line_num)
             if len(batch) >= size:
                 accepted += feed(batch, lines, collect=collect)
                 batch, lines = [], []

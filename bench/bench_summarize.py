@@ -1,0 +1,99 @@
+"""Core benchmark: `summarize`'s parse+validate+aggregate path against a bare csv.reader loop.
+
+Usage: python bench/bench_summarize.py [--rows 1000000] [--accounts 20] [--repeat 5] [--rss]
+
+Both sides read the same generated file in one run, interleaved, and each side's best time of
+``--repeat`` is kept: on a shared 2-core machine the minimum is the least noisy estimate. The
+printed ratio is rows/s of summarize over rows/s of the bare loop (target: >= 0.2). ``--rss``
+also measures peak RSS of the real command on 1M and 4M rows, each in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stori_pipeline.stream import file_chunks, summarize_stream
+from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def ensure_file(rows: int, accounts: int, error_rate: float) -> Path:
+    """Generate (once) a deterministic file of the requested shape under bench/data/."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"tx-{rows}-{accounts}-{error_rate}.csv"
+    if not path.exists():
+        spec = SyntheticSpec(rows=rows, accounts=accounts, seed=7, error_rate=error_rate)
+        with path.open("w", encoding="utf-8", newline="") as out:
+            write_synthetic(spec, out)
+    return path
+
+
+def bare_csv(path: Path) -> float:
+    """Time a bare csv.reader loop over the file."""
+    start = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as handle:
+        for _row in csv.reader(handle):
+            pass
+    return time.perf_counter() - start
+
+
+def summarize(path: Path) -> float:
+    """Time the library's summarize path (aiocsv streaming, validation, statistics)."""
+    start = time.perf_counter()
+    asyncio.run(summarize_stream(file_chunks(path)))
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(path: Path) -> float:
+    """Peak RSS of `stori-pipeline summarize --json` on the file, in a fresh process."""
+    code = (
+        "import resource, sys, io, contextlib\n"
+        "from stori_pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main(['summarize', {str(path)!r}, '--json'])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter running our own code
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def main() -> None:
+    """Run the comparison and print a small report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rss", action="store_true", help="also measure peak RSS at 1M and 4M")
+    args = parser.parse_args()
+
+    path = ensure_file(args.rows, args.accounts, args.error_rate)
+    bare, ours = [], []
+    for _ in range(args.repeat):
+        bare.append(bare_csv(path))
+        ours.append(summarize(path))
+    a, b = min(bare), min(ours)
+    print(f"file: {path.name} ({args.rows:,} rows, {args.accounts} accounts)")
+    print(f"(a) bare csv.reader loop   {args.rows / a:>12,.0f} rows/s  (best of {args.repeat})")
+    print(f"(b) summarize path         {args.rows / b:>12,.0f} rows/s  (best of {args.repeat})")
+    print(f"ratio b/a                  {a / b:>12.3f}  (target >= 0.2)")
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"this process peak RSS      {own_rss:.0f} MB")
+    if args.rss:
+        for rows in (1_000_000, 4_000_000):
+            rss = peak_rss_mb(ensure_file(rows, args.accounts, 0.0))
+            print(f"peak RSS summarize {rows:>9,} rows  {rss:>8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
