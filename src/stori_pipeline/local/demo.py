@@ -412,11 +412,7 @@ class LocalSession:
             routed[summary.account_id] += 1
             summaries[summary.account_id].append(summary)
             rejected[summary.account_id] += int(detail.get("rowsRejected", 0))
-        accounts = sorted(
-            {a for u in self.uploads for a in u.accounts}
-            | set(summaries)
-            | set(self.users.values())
-        )
+        accounts = sorted({a for u in self.uploads for a in u.accounts} | set(summaries))
         async with clients(self.stack.endpoint, "dynamodb", "s3") as (dynamodb, s3):
             reports = [
                 AccountReport(
@@ -569,7 +565,8 @@ async def run_demo(  # noqa: PLR0913 - keyword-only options of one command
         plan, out_dir=out_dir, endpoint=endpoint, reporter=reporter
     ) as session:
         uploads = await session.plan_uploads(files, account)
-        await session.seed({account, *(a for u in uploads for a in u.accounts)})
+        # A demo user for each account the files carry (the --account folder's when none do).
+        await session.seed({a for u in uploads for a in u.accounts} or {account})
         await session.upload(uploads)
         dispatcher = await session.dispatch(session.runtimes(runtimes), deadline=deadline)
         return await session.collect(dispatcher)
