@@ -32,8 +32,10 @@ $(SYNCED): pyproject.toml uv.lock | $(UV)
 
 setup: $(SYNCED) ## create .venv from uv.lock
 
-demo: $(SYNCED) ## the main job: summarize the bundled example end to end
-	$(VENV)/bin/stori-pipeline summarize examples/challenge_example.csv --account AccountId123
+# Upload -> rule -> process -> DynamoDB -> event -> rule -> email -> SES on a local emulator
+# built from template.yaml; the sent email is written to out/emails/ (open the .html).
+demo: $(SYNCED) ## the main job: the whole event-driven flow locally, email in out/emails/
+	$(VENV)/bin/stori-pipeline demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collects no test; that is reported, not hidden as a pass or a crash.
 test: $(SYNCED) $(SAM) ## run the whole test suite (the deploy tests need the SAM CLI)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from stori_pipeline import seed
+from stori_pipeline.local import commands as local_commands
 from stori_pipeline.records import Rejection
 from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
@@ -203,6 +204,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_summarize,
     _add_generate,
     seed.register,
+    local_commands.register,
 ]
 
 

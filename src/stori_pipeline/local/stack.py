@@ -1,0 +1,253 @@
+"""The local stack: moto in server mode, provisioned from the template's plan.
+
+Everything the cloud stack has that the emulator can do is created for real on moto: buckets
+with EventBridge notifications, tables with their key schemas and TTL, rules on the bus with
+their exact patterns. The one thing moto cannot do — run the Lambda functions — is replaced by
+one SQS queue per function as the rule target (with a redrive policy to a local DLQ whose
+``maxReceiveCount`` is the template's retry budget), drained by the
+:mod:`~stori_pipeline.local.dispatcher`.
+
+moto runs in this process (``ThreadedMotoServer``) so the SES backend's sent messages can be
+read back and written to ``.eml`` files: moto does not deliver mail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioboto3
+
+from stori_pipeline.local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, StackPlan
+
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "RETRY_DELAY_SECONDS",
+    "FunctionQueues",
+    "LocalStack",
+    "moto_server",
+    "provision",
+    "sent_raw_emails",
+]
+
+# moto accepts any credentials; fixed fake ones keep a real profile from ever being used.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": LOCAL_REGION,
+    "AWS_REGION": LOCAL_REGION,
+}
+# A message stays invisible while its invocation may still run (the function's timeout, plus
+# time for a cold worker to start); a failed invocation makes it visible again after
+# RETRY_DELAY_SECONDS, so retries and dead-lettering take seconds locally (Lambda backs off
+# for minutes).
+COLD_START_ALLOWANCE_SECONDS = 30
+RETRY_DELAY_SECONDS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionQueues:
+    """The queue a function's rules deliver to and the DLQ its failures end in."""
+
+    function: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    max_receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStack:
+    """A provisioned local stack: the endpoint, the plan and each function's queues."""
+
+    endpoint: str
+    plan: StackPlan
+    queues: Mapping[str, FunctionQueues]
+    rule_names: tuple[str, ...]
+    client_env: Mapping[str, str] = field(default_factory=dict)
+
+    def function_env(self, logical_id: str) -> dict[str, str]:
+        """A function's full environment: the template's variables plus emulator access."""
+        function = self.plan.function(logical_id)
+        return {
+            **function.environment,
+            **self.client_env,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout_seconds),
+        }
+
+
+@contextmanager
+def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run moto's HTTP server in this process for the duration; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is the `local` extra
+
+    # werkzeug logs every request at INFO; the demo's own log says what happened.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    try:
+        bound_host, bound_port = server.get_host_and_port()
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        server.stop()
+
+
+def client_environment(endpoint: str) -> dict[str, str]:
+    """The variables that point boto3, aioboto3 and Powertools at the emulator."""
+    return {
+        **LOCAL_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint,
+        # Like Lambda: no shared config or credentials file can redirect a function.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+def session() -> aioboto3.Session:
+    """An aioboto3 session with the emulator's fake credentials (never a real profile)."""
+    return aioboto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_REGION,
+    )
+
+
+@asynccontextmanager
+async def clients(endpoint: str, *services: str) -> AsyncIterator[list[Any]]:
+    """Open aioboto3 clients for ``services`` on the emulator; closed on exit."""
+    aws = session()
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(aws.client(service, endpoint_url=endpoint))
+            for service in services
+        ]
+
+
+async def provision(endpoint: str, plan: StackPlan) -> LocalStack:
+    """Create every resource of ``plan`` on the emulator at ``endpoint``."""
+    async with clients(endpoint, "s3", "dynamodb", "sqs", "events") as (s3, dynamodb, sqs, events):
+        for bucket in plan.buckets:
+            await s3.create_bucket(Bucket=bucket.name)
+            if bucket.eventbridge:
+                await s3.put_bucket_notification_configuration(
+                    Bucket=bucket.name,
+                    NotificationConfiguration={"EventBridgeConfiguration": {}},
+                )
+        for table in plan.tables:
+            arguments: dict[str, Any] = {
+                "TableName": table.name,
+                "KeySchema": list(table.key_schema),
+                "AttributeDefinitions": list(table.attribute_definitions),
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            if table.global_secondary_indexes:
+                arguments["GlobalSecondaryIndexes"] = list(table.global_secondary_indexes)
+            await dynamodb.create_table(**arguments)
+            if table.ttl_attribute:
+                await dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={
+                        "Enabled": True,
+                        "AttributeName": table.ttl_attribute,
+                    },
+                )
+        queues: dict[str, FunctionQueues] = {}
+        for function in plan.functions:
+            queues[function.logical_id] = await _function_queues(sqs, function.logical_id, plan)
+        rule_names: list[str] = []
+        for rule in plan.rules:
+            await events.put_rule(
+                Name=rule.name,
+                EventBusName=rule.event_bus,
+                EventPattern=json.dumps(rule.pattern),
+                State="ENABLED",
+            )
+            await events.put_targets(
+                Rule=rule.name,
+                EventBusName=rule.event_bus,
+                Targets=[{"Id": rule.function, "Arn": queues[rule.function].queue_arn}],
+            )
+            rule_names.append(rule.name)
+    return LocalStack(
+        endpoint=endpoint,
+        plan=plan,
+        queues=queues,
+        rule_names=tuple(rule_names),
+        client_env=client_environment(endpoint),
+    )
+
+
+async def _function_queues(sqs: Any, logical_id: str, plan: StackPlan) -> FunctionQueues:
+    function = plan.function(logical_id)
+    base = f"{plan.stack_name}-{logical_id.lower()}"
+    dlq_url = (await sqs.create_queue(QueueName=f"{base}-dlq"))["QueueUrl"]
+    dlq_arn = await _queue_arn(sqs, dlq_url)
+    queue_url = (
+        await sqs.create_queue(
+            QueueName=f"{base}-invocations",
+            Attributes={
+                "VisibilityTimeout": str(function.timeout_seconds + COLD_START_ALLOWANCE_SECONDS),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": function.max_receive_count}
+                ),
+            },
+        )
+    )["QueueUrl"]
+    return FunctionQueues(
+        function=logical_id,
+        queue_url=queue_url,
+        queue_arn=await _queue_arn(sqs, queue_url),
+        dlq_url=dlq_url,
+        max_receive_count=function.max_receive_count,
+    )
+
+
+async def _queue_arn(sqs: Any, url: str) -> str:
+    attributes = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def sent_raw_emails(since: int = 0) -> list[tuple[str, list[str], str]]:
+    """Messages moto's SES backend accepted, as (message id, destinations, raw MIME).
+
+    SES v1 and v2 share one backend in moto; a simple (non-raw) message is rebuilt as MIME so a
+    person can still open it.
+    """
+    from email.message import EmailMessage  # noqa: PLC0415
+
+    from moto.ses.models import RawMessage, ses_backends  # noqa: PLC0415 - the `local` extra
+
+    backend = ses_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION]
+    result: list[tuple[str, list[str], str]] = []
+    for message in list(backend.sent_messages)[since:]:
+        if isinstance(message, RawMessage):
+            result.append((message.id, list(message.destinations), message.raw_data))
+            continue
+        body = getattr(message, "body", "")
+        rebuilt = EmailMessage()
+        rebuilt["From"] = message.source
+        destinations = getattr(message, "destinations", {}) or {}
+        to = destinations.get("ToAddresses", []) if isinstance(destinations, dict) else []
+        rebuilt["To"] = ", ".join(to)
+        rebuilt["Subject"] = getattr(message, "subject", "")
+        rebuilt.set_content(body, subtype="html" if "<" in body else "plain")
+        result.append((message.id, list(to), rebuilt.as_string()))
+    return result
+
+
+def sent_email_count() -> int:
+    """How many messages moto's SES backend holds (to read only the new ones later)."""
+    from moto.ses.models import ses_backends  # noqa: PLC0415 - the `local` extra
+
+    return len(ses_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].sent_messages)
+
+
+def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides`` applied (for a function's worker)."""
+    return {**os.environ, **overrides}
