@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from stori_pipeline import cfn
 from stori_pipeline.errors import StoriPipelineError
 
 __all__ = [
@@ -54,37 +55,13 @@ class TemplateError(StoriPipelineError):
 # --- YAML with CloudFormation short tags ------------------------------------------------------
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """A safe loader that reads ``!Ref x`` as ``{"Ref": "x"}``, ``!Sub s`` as ``{"Fn::Sub": s}``."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template(path: Path) -> dict[str, Any]:
-    """Parse a CloudFormation/SAM YAML template, short tags included, into long-form JSON."""
+    """Parse a CloudFormation/SAM YAML template (short tags included) into long-form JSON."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
-    except (OSError, yaml.YAMLError) as exc:
+        document = cfn.load_template(path)
+    except (OSError, yaml.YAMLError, TypeError) as exc:
         raise TemplateError(f"cannot read template {path}: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
+    if not isinstance(document.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
     return document
 
