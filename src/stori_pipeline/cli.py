@@ -13,12 +13,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from stori_pipeline import seed
 from stori_pipeline.local import commands as local_commands
 from stori_pipeline.records import Rejection
 from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
+from stori_pipeline.summary import AccountSummary
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
 
 __all__ = ["main"]
@@ -65,6 +69,34 @@ def _money(cents: int | None) -> str:
     return f"{sign}{whole:,}.{frac:02d}"
 
 
+def summary_table(account: AccountSummary) -> Table:
+    """A rich table of one account: a row per month and the overall figures."""
+    from rich.table import Table  # noqa: PLC0415 - only the human output needs rich
+
+    table = Table(
+        title=f"{account.account_id} — balance {_money(account.balance_cents)}",
+        title_justify="left",
+    )
+    table.add_column("month")
+    for name in ("transactions", "avg credit", "avg debit"):
+        table.add_column(name, justify="right")
+    for m in account.months:
+        table.add_row(
+            m.label,
+            f"{m.transaction_count:,}",
+            _money(m.credit.average_cents),
+            _money(m.debit.average_cents),
+        )
+    table.add_row(
+        "overall",
+        f"{account.transaction_count:,}",
+        _money(account.credit.average_cents),
+        _money(account.debit.average_cents),
+        style="bold",
+    )
+    return table
+
+
 def _print_table(result: ImportResult, rejected: list[Rejection], out: TextIO) -> None:
     from rich.console import Console  # noqa: PLC0415 - only the human output needs rich
     from rich.table import Table  # noqa: PLC0415
@@ -75,29 +107,7 @@ def _print_table(result: ImportResult, rejected: list[Rejection], out: TextIO) -
         f"rejected {result.rows_rejected:,}"
     )
     for account in result.accounts:
-        table = Table(
-            title=f"{account.account_id} — balance {_money(account.balance_cents)}",
-            title_justify="left",
-        )
-        table.add_column("month")
-        for name in ("transactions", "avg credit", "avg debit"):
-            table.add_column(name, justify="right")
-        for m in account.months:
-            label = f"{_MONTHS[m.month - 1]}" + (f" {m.year}" if m.year else "")
-            table.add_row(
-                label,
-                f"{m.transaction_count:,}",
-                _money(m.credit.average_cents),
-                _money(m.debit.average_cents),
-            )
-        table.add_row(
-            "overall",
-            f"{account.transaction_count:,}",
-            _money(account.credit.average_cents),
-            _money(account.debit.average_cents),
-            style="bold",
-        )
-        console.print(table)
+        console.print(summary_table(account))
     if rejected:
         table = Table(title="rejected rows", title_justify="left")
         for name in ("line", "id", "code"):
@@ -108,22 +118,6 @@ def _print_table(result: ImportResult, rejected: list[Rejection], out: TextIO) -
         console.print(table)
         if len(rejected) > len(shown):
             console.print(f"… and {len(rejected) - len(shown):,} more (use --json for all)")
-
-
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 
 def _add_summarize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

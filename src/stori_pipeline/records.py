@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from itertools import groupby, repeat
@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
 from stori_pipeline.money import cents_to_decimal, parse_cents
-from stori_pipeline.summary import Ledger
+from stori_pipeline.summary import Ledger, add_to_buckets
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -406,7 +406,7 @@ class RowValidator:
                 seen_by_account[account] = seen = set()
                 self.ledger.buckets[account] = {}
             seen.update(ids)
-            _add_to_buckets(self.ledger.buckets[account], keys, cents)
+            add_to_buckets(self.ledger.buckets[account], keys, cents)
         else:
             # Group rows by account with a C-level sort, then treat each group like the
             # single-account case; nothing is changed until every group has passed.
@@ -427,7 +427,7 @@ class RowValidator:
                     seen_by_account[acct] = set()
                     buckets[acct] = {}
                 seen_by_account[acct].update(group_ids)
-                _add_to_buckets(
+                add_to_buckets(
                     buckets[acct],
                     map(keys.__getitem__, positions),
                     map(cents.__getitem__, positions),
@@ -443,7 +443,7 @@ class RowValidator:
             )
         return True
 
-    def _feed_rows(  # noqa: C901, PLR0912, PLR0915 - one frame per batch is the point (module doc)
+    def _feed_rows(  # noqa: C901, PLR0912 - one frame per batch is the point (module doc)
         self,
         records: Sequence[Sequence[str]],
         lines: Sequence[int],
@@ -496,18 +496,7 @@ class RowValidator:
                 reject(line, record, RejectCode.DUPLICATE_ID)
                 continue
             seen.add(tx_id)
-            # bucket: [count, credit count, credit cents, debit count, debit cents]
-            months = months_by_account[account]
-            bucket = months.get(month_key)
-            if bucket is None:
-                bucket = months[month_key] = [0, 0, 0, 0, 0]
-            bucket[0] += 1
-            if cents > 0:
-                bucket[1] += 1
-                bucket[2] += cents
-            elif cents < 0:
-                bucket[3] += 1
-                bucket[4] += cents
+            add_to_buckets(months_by_account[account], (month_key,), (cents,))
             if collect:
                 year, month = divmod(month_key, 16)
                 accepted.append(
@@ -541,20 +530,3 @@ def _lookup(
         for p, value in zip(positions, computed, strict=True):
             values[p] = value
     return values  # type: ignore[return-value]  # every None was replaced just above
-
-
-def _add_to_buckets(
-    months: dict[int, list[int]], keys: Iterable[int], cents: Iterable[int]
-) -> None:
-    # bucket: [count, credit count, credit cents, debit count, debit cents]
-    for key, amount in zip(keys, cents, strict=True):
-        bucket = months.get(key)
-        if bucket is None:
-            bucket = months[key] = [0, 0, 0, 0, 0]
-        bucket[0] += 1
-        if amount > 0:
-            bucket[1] += 1
-            bucket[2] += amount
-        elif amount < 0:
-            bucket[3] += 1
-            bucket[4] += amount

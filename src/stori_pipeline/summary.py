@@ -15,7 +15,23 @@ from typing import Any
 
 from stori_pipeline.money import average_cents, cents_to_decimal, format_cents
 
-__all__ = ["AccountSummary", "Flow", "Ledger", "MonthSummary"]
+__all__ = ["MONTH_NAMES", "AccountSummary", "Flow", "Ledger", "MonthSummary", "add_to_buckets"]
+
+# English on purpose: the locale of a Lambda sandbox is not the customer's language.
+MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,12 @@ class MonthSummary:
     transaction_count: int
     credit: Flow
     debit: Flow
+
+    @property
+    def label(self) -> str:
+        """The month's English name, with the year when known: ``"July"``, ``"July 2024"``."""
+        name = MONTH_NAMES[self.month - 1]
+        return name if self.year is None else f"{name} {self.year}"
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -195,16 +217,10 @@ class Ledger:
         self.buckets: dict[str, dict[int, list[int]]] = {}
 
     def add(self, account_id: str, year: int | None, month: int, amount_cents: int) -> None:
-        """Fold one accepted amount in (the validator inlines this for speed)."""
-        months = self.buckets.setdefault(account_id, {})
-        bucket = months.setdefault((year or 0) * 16 + month, [0, 0, 0, 0, 0])
-        bucket[0] += 1
-        if amount_cents > 0:
-            bucket[1] += 1
-            bucket[2] += amount_cents
-        elif amount_cents < 0:
-            bucket[3] += 1
-            bucket[4] += amount_cents
+        """Fold one accepted amount in."""
+        add_to_buckets(
+            self.buckets.setdefault(account_id, {}), ((year or 0) * 16 + month,), (amount_cents,)
+        )
 
     def summaries(self) -> tuple[AccountSummary, ...]:
         """Frozen summaries, sorted by account id."""
@@ -230,3 +246,20 @@ class Ledger:
             )
             for account_id, months in sorted(self.buckets.items())
         )
+
+
+def add_to_buckets(
+    months: dict[int, list[int]], keys: Iterable[int], amounts_cents: Iterable[int]
+) -> None:
+    """Fold amounts into one account's buckets (``Ledger.buckets[account]``), key by key."""
+    for key, amount in zip(keys, amounts_cents, strict=True):
+        bucket = months.get(key)
+        if bucket is None:
+            bucket = months[key] = [0, 0, 0, 0, 0]
+        bucket[0] += 1
+        if amount > 0:
+            bucket[1] += 1
+            bucket[2] += amount
+        elif amount < 0:
+            bucket[3] += 1
+            bucket[4] += amount

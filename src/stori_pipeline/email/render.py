@@ -28,7 +28,7 @@ from jinja2 import StrictUndefined, Template
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
+from stori_pipeline.summary import MONTH_NAMES, AccountSummary, Flow, MonthSummary
 
 __all__ = [
     "DASH",
@@ -53,20 +53,6 @@ logger = logging.getLogger(__name__)
 DASH: Final = "\u2014"  # the em dash shown where a month has no credit or no debit
 LOGO_CID: Final = "stori-logo@stori-pipeline"
 PACKAGED: Final = "packaged"
-MONTH_NAMES: Final = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)  # English on purpose: the locale of a Lambda sandbox is not the customer's language
 MAX_NAME_LENGTH: Final = 80
 # Guards against a template that tries to exhaust memory or CPU (the sandbox only caps range()).
 MAX_POWER_EXPONENT: Final = 64
@@ -175,7 +161,7 @@ def _month_row(month: MonthSummary) -> MonthRow:
     return MonthRow(
         name=name,
         year=month.year,
-        label=name if month.year is None else f"{name} {month.year}",
+        label=month.label,
         transaction_count=month.transaction_count,
         average_credit=_average(month.credit),
         average_debit=_average(month.debit),

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stori_pipeline.errors import StoriPipelineError
-from stori_pipeline.money import format_cents
 from stori_pipeline.summary import AccountSummary
 
 __all__ = ["register"]
 
 EXAMPLE = Path("examples") / "challenge_example.csv"
-_MONTHS = "January February March April May June July August September October November December"
 
 
 def _default_files() -> list[Path]:
@@ -95,37 +93,11 @@ class _ConsoleReporter:
 
 
 def _print_account(console: Any, account: Any) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from stori_pipeline.cli import summary_table  # noqa: PLC0415 - cli imports this module
 
-    months = _MONTHS.split()
     summaries: tuple[AccountSummary, ...] = account.summaries
     for summary in summaries:
-        table = Table(
-            title=f"{summary.account_id} — balance {format_cents(summary.balance_cents)}",
-            title_justify="left",
-        )
-        table.add_column("month")
-        for name in ("transactions", "avg credit", "avg debit"):
-            table.add_column(name, justify="right")
-
-        def money(cents: int | None) -> str:
-            return "—" if cents is None else format_cents(cents)
-
-        for m in summary.months:
-            table.add_row(
-                months[m.month - 1] + (f" {m.year}" if m.year else ""),
-                f"{m.transaction_count:,}",
-                money(m.credit.average_cents),
-                money(m.debit.average_cents),
-            )
-        table.add_row(
-            "overall",
-            f"{summary.transaction_count:,}",
-            money(summary.credit.average_cents),
-            money(summary.debit.average_cents),
-            style="bold",
-        )
-        console.print(table)
+        console.print(summary_table(summary))
     console.print(
         f"  rows rejected {account.rows_rejected:,} · items written {account.items_written:,} · "
         f"events routed {account.events_routed}"
