@@ -90,7 +90,9 @@ async def open_object(
             raise AwsOperationError(
                 str(exc), service="s3", operation="GetObject", code=last_code
             ) from exc
-        async with response["Body"] as body:
+        body = response["Body"]
+        # Entering the body returns the raw aiohttp response; keep the StreamingBody itself.
+        async with body:
             yield OpenedObject(key, body.iter_chunks(chunk_size))
         return
     raise ObjectGoneError(bucket, keys, etag, last_code)
