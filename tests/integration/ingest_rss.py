@@ -1,0 +1,47 @@
+"""Run one ``ingest_object`` in a fresh process and print its peak RSS as JSON.
+
+``python -m tests.integration.ingest_rss ENDPOINT BUCKET KEY ETAG TABLE BUS WORKERS``. A child
+process gives a clean ``ru_maxrss`` (peak resident memory) that no earlier test inflated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+
+import aioboto3
+
+from stori_pipeline.ingest import ingest_object
+from stori_pipeline.settings import IngestSettings
+
+
+async def _run(argv: list[str]) -> dict[str, object]:
+    endpoint, bucket, key, etag, table, bus, workers = argv
+    settings = IngestSettings(
+        transactions_table=table,
+        event_bus_name=bus,
+        idempotency_table="unused",
+        num_workers=int(workers),
+    )
+    session = aioboto3.Session(region_name="us-east-1")
+    async with (
+        session.client("s3", endpoint_url=endpoint) as s3,
+        session.client("dynamodb", endpoint_url=endpoint) as dynamodb,
+        session.client("events", endpoint_url=endpoint) as events,
+    ):
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = await ingest_object(
+            bucket, key, etag, settings=settings, s3=s3, dynamodb=dynamodb, events=events
+        )
+    return {
+        "baselineKiB": baseline,
+        "maxrssKiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "itemsWritten": result.items_written,
+        "seconds": result.duration,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_run(sys.argv[1:]))))  # noqa: T201 - the child's output
