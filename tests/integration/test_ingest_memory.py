@@ -32,7 +32,7 @@ def external_moto() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -79,7 +79,7 @@ def peak_rss_while_ingesting(endpoint: str, suffix: str, rows: int) -> int:
     key = f"incoming/A1/{rows}.csv"
     stack.upload(key, flat_file(rows))
     etag = stack.client("s3").head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
-    child = subprocess.run(  # noqa: S603 - our own interpreter and module
+    child = subprocess.run(
         [
             sys.executable,
             "-m",
