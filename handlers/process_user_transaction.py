@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stori_pipeline.errors import PermanentError
-from stori_pipeline.ingest import ObjectCreated, import_id, ingest_object, parse_object_created
+from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
 from stori_pipeline.settings import IngestSettings
 
 SERVICE = "process-user-transaction"
@@ -73,11 +73,18 @@ def _metrics(result: dict[str, Any]) -> None:
 def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
     try:
         result = asyncio.run(
-            ingest_object(target.bucket, target.keys, target.etag, settings=settings)
+            ingest_object(
+                target.bucket,
+                target.keys,
+                target.etag,
+                settings=settings,
+                version_id=target.version_id,
+            )
         )
     except PermanentError as exc:
         logger.warning("object not processed", extra={"reason": str(exc)})
         return {"status": "skipped", "reason": str(exc)}
+    logger.append_keys(key=result.key, importId=result.import_id)
     summary = result.to_json()
     if result.file_error:
         logger.warning("file rejected", extra={"fileError": result.file_error, **summary})
@@ -98,11 +105,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except PermanentError as exc:
         logger.warning("not an S3 Object Created event", extra={"reason": str(exc)})
         return {"status": "ignored", "reason": str(exc)}
-    logger.append_keys(
-        bucket=target.bucket,
-        key=target.keys[0],
-        importId=import_id(target.bucket, target.keys[0], target.etag),
-    )
+    # The raw key until the object is opened: only then is it known which decoding exists.
+    logger.append_keys(bucket=target.bucket, key=target.raw_key)
 
     config = IdempotencyConfig(
         event_key_jmespath=EVENT_KEY_JMESPATH,

@@ -303,3 +303,19 @@ def test_object_replaced_after_the_event_is_skipped_without_raising(stack: Inges
     assert response["status"] == "skipped"
     assert stack.items() == []
     assert stack.summary_events() == []
+
+
+def test_versioned_bucket_reads_the_version_the_event_names(stack: IngestStack) -> None:
+    """With versioning, an event for an overwritten object still ingests its own version."""
+    stack.client("s3").put_bucket_versioning(
+        Bucket=stack.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    key = "incoming/A1/versioned.csv"
+    first = stack.upload(key, b"Id,Date,Transaction\n0,7/15,+1\n")
+    stack.upload(key, b"Id,Date,Transaction\n0,7/15,+2\n")
+    assert first["detail"]["object"]["version-id"]
+
+    response = invoke(first)
+
+    assert response["status"] == "processed"
+    assert [i["Amount"] for i in stack.items()] == [Decimal("1.00")]

@@ -24,6 +24,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiobotocore.config import AioConfig
+
 from stori_pipeline.ingest.dynamodb import MAX_BATCH_ITEMS, DynamoDBTransactionSink
 from stori_pipeline.ingest.events import EventBridgePublisher, EventTooLargeError, summary_detail
 from stori_pipeline.ingest.keys import account_from_key, import_id, report_key
@@ -226,6 +228,7 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
     events: Any = None,  # noqa: ANN401
     session: Any = None,  # noqa: ANN401 - an aioboto3.Session
     policy: RetryPolicy | None = None,
+    version_id: str | None = None,
 ) -> IngestResult:
     """Ingest one S3 object end to end (SPEC §4, §5).
 
@@ -240,6 +243,7 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
         events: an EventBridge client; built here when ``None``.
         session: the aioboto3 session used to build missing clients.
         policy: retry policy; by default ``settings.max_attempts`` with the default backoff.
+        version_id: the event's ``version-id`` (versioned buckets): read that version.
 
     Raises:
         ObjectGoneError: the object no longer exists with that ETag (permanent).
@@ -254,10 +258,18 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
                 import aioboto3  # noqa: PLC0415 - only needed when clients are not injected
 
                 session = aioboto3.Session()
-            s3 = s3 or await stack.enter_async_context(session.client("s3"))
-            dynamodb = dynamodb or await stack.enter_async_context(session.client("dynamodb"))
-            events = events or await stack.enter_async_context(session.client("events"))
-        opened = await stack.enter_async_context(open_object(s3, bucket, keys, etag))
+            # One connection per worker: the default pool of 10 would cap the concurrency.
+            config = AioConfig(max_pool_connections=max(10, settings.num_workers + 2))
+            s3 = s3 or await stack.enter_async_context(session.client("s3", config=config))
+            dynamodb = dynamodb or await stack.enter_async_context(
+                session.client("dynamodb", config=config)
+            )
+            events = events or await stack.enter_async_context(
+                session.client("events", config=config)
+            )
+        opened = await stack.enter_async_context(
+            open_object(s3, bucket, keys, etag, version_id=version_id)
+        )
         report = stack.enter_context(RejectionReport(s3, bucket, report_key(opened.key)))
         return await ingest_stream(
             opened.chunks,

@@ -27,7 +27,7 @@ BODY_CHUNK_SIZE = 256 * 1024
 REPORT_HEADER = ("line", "id", "code")
 # Rejections stay in memory up to this size, then spill to a temporary file.
 _SPOOL_BYTES = 1024 * 1024
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
 
 
@@ -59,18 +59,20 @@ def _code(exc: ClientError) -> str | None:
 
 
 @asynccontextmanager
-async def open_object(
+async def open_object(  # noqa: PLR0913 - the object identity plus options
     client: Any,  # noqa: ANN401 - aiobotocore clients are untyped
     bucket: str,
     keys: Sequence[str],
     etag: str,
     *,
+    version_id: str | None = None,
     chunk_size: int = BODY_CHUNK_SIZE,
 ) -> AsyncIterator[OpenedObject]:
     """Open the first of ``keys`` that exists, pinned to ``etag``, and stream its body.
 
     ``If-Match`` makes S3 refuse a newer version written after the event, so the rows read
-    always belong to the ETag stored on the items. The body is read in ``chunk_size`` pieces
+    always belong to the ETag stored on the items; in a versioned bucket ``version_id`` reads
+    exactly the version the event names instead. The body is read in ``chunk_size`` pieces
     and never as a whole.
 
     Raises:
@@ -80,7 +82,8 @@ async def open_object(
     last_code: str | None = None
     for key in keys:
         try:
-            response = await client.get_object(Bucket=bucket, Key=key, IfMatch=etag)
+            version = {"VersionId": version_id} if version_id else {}
+            response = await client.get_object(Bucket=bucket, Key=key, IfMatch=etag, **version)
         except ClientError as exc:
             last_code = _code(exc)
             if last_code in _MISSING_CODES:
