@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stori_pipeline.errors import PermanentError
+from stori_pipeline.errors import PermanentError, StoriPipelineError
 from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
 from stori_pipeline.settings import IngestSettings
 
@@ -84,6 +84,11 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
     except PermanentError as exc:
         logger.warning("object not processed", extra={"reason": str(exc)})
         return {"status": "skipped", "reason": str(exc)}
+    except StoriPipelineError:
+        # Transient (retries exhausted) or unexpected AWS failure: log it structured, then
+        # fail the invocation so Lambda retries it and finally dead-letters the event.
+        logger.exception("ingest failed; the invocation will be retried")
+        raise
     logger.append_keys(key=result.key, importId=result.import_id)
     summary = result.to_json()
     if result.file_error:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 
@@ -264,7 +264,8 @@ def test_key_with_spaces_and_plus_is_read(stack: IngestStack, form: str) -> None
 def test_sample_event_file_is_a_valid_object_created_event(stack: IngestStack) -> None:
     """tests/events/s3_object_created.json drives the handler once its names point here."""
     sample = json.loads((EVENTS_DIR / "s3_object_created.json").read_text())
-    key = sample["detail"]["object"]["key"]
+    key = unquote_plus(sample["detail"]["object"]["key"])  # AWS sends the key URL-encoded
+    assert key == "incoming/AccountId123/challenge example.csv"
     etag = stack.client("s3").put_object(
         Bucket=stack.bucket, Key=key, Body=b"Id,Date,Transaction\n0,7/15,+60.5\n"
     )["ETag"]
@@ -273,6 +274,7 @@ def test_sample_event_file_is_a_valid_object_created_event(stack: IngestStack) -
 
     response = invoke(sample)
 
+    assert response["key"] == key
     assert response["rowsAccepted"] == 1
     assert len(stack.summary_events(expected=1)) == 1
 
