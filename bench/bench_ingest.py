@@ -166,7 +166,9 @@ async def timed(
     return items / seconds, items
 
 
-async def throughput(endpoint: str, rows: int, only_default: bool) -> dict[str, Any]:
+async def throughput(
+    endpoint: str, rows: int, *, only_default: bool, repeat: int
+) -> dict[str, Any]:
     path = generate(rows)
     key = f"incoming/bench/{path.name}"
     session = aioboto3.Session(region_name="us-east-1")
@@ -189,26 +191,40 @@ async def throughput(endpoint: str, rows: int, only_default: bool) -> dict[str, 
         results: dict[str, Any] = {"rows": rows, "accepted": len(transactions), "sweep": {}}
         sweep = (8,) if only_default else SWEEP
         for workers in sweep:
-            table = f"raw-{workers}"
-            raw, _ = await timed(
-                dynamodb, table, functools.partial(raw_ceiling, dynamodb, table, requests, workers)
-            )
-            table = f"pipe-{workers}"
-            settings = IngestSettings(
-                transactions_table=table,
-                event_bus_name=BUS,
-                idempotency_table="unused",
-                num_workers=workers,
-            )
-
-            async def pipeline(settings: IngestSettings = settings) -> int:
-                result = await ingest_object(
-                    BUCKET, key, etag, settings=settings, s3=s3, dynamodb=dynamodb, events=events
+            raw = pipe = 0.0
+            # Alternate the two and keep the best of each: on a shared machine the noise is
+            # all downward (other processes steal CPU from moto or from us), never upward.
+            for attempt in range(repeat):
+                table = f"raw-{workers}-{attempt}"
+                rate, _ = await timed(
+                    dynamodb,
+                    table,
+                    functools.partial(raw_ceiling, dynamodb, table, requests, workers),
                 )
-                return result.items_written
+                raw = max(raw, rate)
+                table = f"pipe-{workers}-{attempt}"
+                settings = IngestSettings(
+                    transactions_table=table,
+                    event_bus_name=BUS,
+                    idempotency_table="unused",
+                    num_workers=workers,
+                )
 
-            pipe, written = await timed(dynamodb, table, pipeline)
-            assert written == len(transactions)
+                async def pipeline(settings: IngestSettings = settings) -> int:
+                    result = await ingest_object(
+                        BUCKET,
+                        key,
+                        etag,
+                        settings=settings,
+                        s3=s3,
+                        dynamodb=dynamodb,
+                        events=events,
+                    )
+                    return result.items_written
+
+                rate, written = await timed(dynamodb, table, pipeline)
+                assert written == len(transactions)
+                pipe = max(pipe, rate)
             results["sweep"][workers] = {"raw": raw, "pipeline": pipe}
             print(f"  workers={workers:>2}: raw {raw:8.0f}/s  pipeline {pipe:8.0f}/s", flush=True)
         default = 8
@@ -305,6 +321,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--rss-rows", type=int, default=1_000_000)
     parser.add_argument("--no-sweep", action="store_true", help="only NUM_WORKERS=8")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N runs per setting")
     parser.add_argument("--null-dynamodb", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,7 +337,9 @@ def main() -> None:
     port = free_port()
     with server(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as moto:
         print(f"moto server {moto}; {args.rows:,} rows")
-        results = asyncio.run(throughput(moto, args.rows, args.no_sweep))
+        results = asyncio.run(
+            throughput(moto, args.rows, only_default=args.no_sweep, repeat=args.repeat)
+        )
         best = max(results["sweep"], key=lambda w: results["sweep"][w]["pipeline"])
         default = results["sweep"][results["default"]]
         a, c, b = default["raw"], default["pipeline"], results["seed_put_item"]
@@ -330,6 +349,7 @@ def main() -> None:
         print(f"  (c) this pipeline               {c:8.0f} items/s")
         print(f"  c/a = {c / a:.2f}   c/b = {c / b:.1f}")
         print(f"  best NUM_WORKERS for (c): {best}")
+        print(json.dumps(results, default=str))
         if args.rss_rows:
             rss = peak_rss(moto, args.rss_rows, results["default"])
             print(
