@@ -1,7 +1,7 @@
 """Run one ``ingest_object`` in a fresh process and print its peak RSS as JSON.
 
 ``python -m tests.integration.ingest_rss ENDPOINT BUCKET KEY ETAG TABLE BUS WORKERS``. A child
-process gives a clean ``ru_maxrss`` (peak resident memory) that no earlier test inflated.
+process gives a clean peak RSS (``VmHWM``) that no earlier test inflated.
 """
 
 from __future__ import annotations
@@ -15,6 +15,23 @@ import aioboto3
 
 from stori_pipeline.ingest import ingest_object
 from stori_pipeline.settings import IngestSettings
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB.
+
+    ``VmHWM`` belongs to the process's own address space, so it starts fresh at exec;
+    ``ru_maxrss`` (the fallback off Linux) keeps the parent's peak across fork+exec, which
+    would hide the child's own peak whenever the parent was bigger.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 async def _run(argv: list[str]) -> dict[str, object]:
@@ -31,13 +48,13 @@ async def _run(argv: list[str]) -> dict[str, object]:
         session.client("dynamodb", endpoint_url=endpoint) as dynamodb,
         session.client("events", endpoint_url=endpoint) as events,
     ):
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        baseline = peak_rss_kib()
         result = await ingest_object(
             bucket, key, etag, settings=settings, s3=s3, dynamodb=dynamodb, events=events
         )
     return {
         "baselineKiB": baseline,
-        "maxrssKiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "maxrssKiB": peak_rss_kib(),
         "itemsWritten": result.items_written,
         "seconds": result.duration,
     }

@@ -1,7 +1,7 @@
 """Memory stays flat: ingesting 100k rows peaks no higher than 20k rows, plus the id set.
 
 moto keeps every stored item in memory, so this test runs its own moto server in a separate
-process, and each ingest runs in a fresh child process whose peak RSS (``ru_maxrss``) is
+process, and each ingest runs in a fresh child process whose peak RSS (``VmHWM``) is
 measured: nothing else in that process can inflate it. (``tracemalloc`` would be exact but
 slows the client ~10x.)
 """
@@ -49,7 +49,11 @@ def external_moto() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def flat_file(rows: int) -> bytes:
