@@ -110,9 +110,15 @@ def peak_rss_while_ingesting(endpoint: str, suffix: str, rows: int) -> int:
 def test_peak_memory_does_not_grow_with_rows_beyond_the_id_set(
     external_moto: str, unique: str
 ) -> None:
-    """5x the rows costs at most the larger id set plus 5 MiB: the file is never held."""
+    """5x the rows costs at most the larger id set plus 8 MiB: rows are never held."""
     small = peak_rss_while_ingesting(external_moto, f"{unique}s", 20_000)
     large = peak_rss_while_ingesting(external_moto, f"{unique}l", 100_000)
-    allowed = id_set_bytes(100_000) - id_set_bytes(20_000) + 5 * MIB
-    print(f"peak RSS 20k={small / MIB:.1f} MiB, 100k={large / MIB:.1f} MiB")  # noqa: T201
+    # The slack covers allocator fragmentation (the ids are interleaved with freed per-row
+    # objects, so RSS grows a little faster than the live bytes); holding the accepted rows
+    # alone would add ~14 MiB more, holding the items far more.
+    allowed = id_set_bytes(100_000) - id_set_bytes(20_000) + 8 * MIB
+    print(  # noqa: T201 - shown with -s, for the record
+        f"peak RSS 20k={small / MIB:.1f} MiB, 100k={large / MIB:.1f} MiB, "
+        f"growth allowed {allowed / MIB:.1f} MiB"
+    )
     assert large - small < allowed
