@@ -38,7 +38,7 @@ from aiobotocore.config import AioConfig
 
 from stori_pipeline.ingest import ingest_object, transaction_item
 from stori_pipeline.records import Transaction
-from stori_pipeline.settings import IngestSettings
+from stori_pipeline.settings import DEFAULT_NUM_WORKERS, IngestSettings
 from stori_pipeline.stream import TransactionStream, file_chunks
 from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
 
@@ -216,7 +216,7 @@ async def throughput(
         ]
         requests = [items[i : i + 25] for i in range(0, len(items), 25)]
         results: dict[str, Any] = {"rows": rows, "accepted": len(transactions), "sweep": {}}
-        sweep = (8,) if only_default else SWEEP
+        sweep = (DEFAULT_NUM_WORKERS,) if only_default else SWEEP
         for workers in sweep:
             raw = pipe = 0.0
             # Alternate the two and keep the best of each: on a shared machine the noise is
@@ -254,7 +254,7 @@ async def throughput(
                 pipe = max(pipe, rate)
             results["sweep"][workers] = {"raw": raw, "pipeline": pipe}
             print(f"  workers={workers:>2}: raw {raw:8.0f}/s  pipeline {pipe:8.0f}/s", flush=True)
-        default = 8
+        default = DEFAULT_NUM_WORKERS
         table = "seed-put-item"
         seed, _ = await timed(
             dynamodb,
@@ -351,7 +351,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--rss-rows", type=int, default=1_000_000)
-    parser.add_argument("--no-sweep", action="store_true", help="only NUM_WORKERS=8")
+    parser.add_argument("--no-sweep", action="store_true", help="only the default NUM_WORKERS")
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per setting")
     parser.add_argument("--null-dynamodb", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
