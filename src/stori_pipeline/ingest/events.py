@@ -1,0 +1,153 @@
+"""The "Transactions Summarized" events (SPEC §5) and their EventBridge publisher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stori_pipeline.errors import AwsOperationError, PermanentError, RetriesExhaustedError
+from stori_pipeline.ingest.dynamodb import THROTTLING_CODES
+from stori_pipeline.retry import RetryPolicy
+from stori_pipeline.summary import AccountSummary
+
+__all__ = [
+    "DETAIL_TYPE",
+    "EVENT_SOURCE",
+    "MAX_ENTRIES_PER_CALL",
+    "MAX_ENTRY_BYTES",
+    "SCHEMA_VERSION",
+    "EventBridgePublisher",
+    "EventTooLargeError",
+    "summary_detail",
+]
+
+EVENT_SOURCE = "stori.pipeline"
+DETAIL_TYPE = "Transactions Summarized"
+SCHEMA_VERSION = 1
+MAX_ENTRIES_PER_CALL = 10
+MAX_ENTRY_BYTES = 256 * 1024
+# EventBridge counts the Time field as 14 bytes whether or not it is set.
+_TIME_BYTES = 14
+
+
+class EventTooLargeError(PermanentError):
+    """An event entry would exceed EventBridge's 256 KB limit; no retry can shrink it."""
+
+    def __init__(self, account_id: str, size: int) -> None:
+        self.account_id = account_id
+        self.size = size
+        super().__init__(
+            f"the summary event of account {account_id!r} is {size} bytes "
+            f"(EventBridge allows fewer than {MAX_ENTRY_BYTES})"
+        )
+
+
+def summary_detail(  # noqa: PLR0913 - the detail's fields, each named as in SPEC §5
+    *,
+    import_id: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    rows_rejected: int,
+    summary: AccountSummary,
+) -> dict[str, object]:
+    """The SPEC §5 ``detail`` of one account's event."""
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "importId": import_id,
+        "source": {"bucket": bucket, "key": key, "etag": etag},
+        "rowsRejected": rows_rejected,
+        "summary": summary.to_json(),
+    }
+
+
+def _entry_size(entry: dict[str, Any]) -> int:
+    # EventBridge's documented entry-size rule: UTF-8 bytes of Source, DetailType, Detail,
+    # each Resource, plus 14 for Time.
+    size = _TIME_BYTES
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(entry.get(name, "").encode())
+    size += sum(len(r.encode()) for r in entry.get("Resources", ()))
+    return size
+
+
+class EventBridgePublisher:
+    """Publishes ``Transactions Summarized`` events, ≤ 10 per ``PutEvents`` call.
+
+    Entries that fail (``FailedEntryCount`` > 0) are re-sent alone, with backoff, until they
+    succeed or the policy's attempts run out (:class:`RetriesExhaustedError`).
+
+    Args:
+        client: an aioboto3/aiobotocore EventBridge client (owned by the caller).
+        bus_name: the event bus.
+        policy: attempts and backoff.
+    """
+
+    def __init__(
+        self,
+        client: Any,  # noqa: ANN401 - aiobotocore clients are untyped
+        bus_name: str,
+        *,
+        policy: RetryPolicy,
+    ) -> None:
+        self._client = client
+        self._bus = bus_name
+        self._policy = policy
+
+    def entry(self, detail: dict[str, object], account_id: str) -> dict[str, Any]:
+        """The ``PutEvents`` entry of one detail; raises :class:`EventTooLargeError`."""
+        entry = {
+            "Source": EVENT_SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "EventBusName": self._bus,
+        }
+        size = _entry_size(entry)
+        if size >= MAX_ENTRY_BYTES:
+            raise EventTooLargeError(account_id, size)
+        return entry
+
+    async def publish(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Send every entry; return how many were published."""
+        for start in range(0, len(entries), MAX_ENTRIES_PER_CALL):
+            await self._send(list(entries[start : start + MAX_ENTRIES_PER_CALL]))
+        return len(entries)
+
+    async def _send(self, pending: list[dict[str, Any]]) -> None:
+        last_problem, last_code = "", None
+        for attempt in range(1, self._policy.max_attempts + 1):
+            try:
+                response = await self._client.put_events(Entries=pending)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in THROTTLING_CODES:
+                    raise AwsOperationError(
+                        str(exc), service="events", operation="PutEvents", code=code
+                    ) from exc
+                last_problem, last_code = f"throttled: {exc}", code
+            else:
+                if not response.get("FailedEntryCount"):
+                    return
+                # Results are positional: entry i of the response is entry i of the request.
+                failed = [
+                    (entry, result)
+                    for entry, result in zip(pending, response["Entries"], strict=True)
+                    if result.get("ErrorCode")
+                ]
+                if not failed:
+                    return
+                pending = [entry for entry, _ in failed]
+                last_code = failed[0][1].get("ErrorCode")
+                last_problem = f"{len(failed)} entries failed"
+            if attempt < self._policy.max_attempts:
+                await self._policy.sleep(attempt)
+        raise RetriesExhaustedError(
+            last_problem,
+            service="events",
+            operation="PutEvents",
+            code=last_code,
+            attempts=self._policy.max_attempts,
+        )

@@ -1,0 +1,64 @@
+"""Run one ``ingest_object`` in a fresh process and print its peak RSS as JSON.
+
+``python -m tests.integration.ingest_rss ENDPOINT BUCKET KEY ETAG TABLE BUS WORKERS``. A child
+process gives a clean peak RSS (``VmHWM``) that no earlier test inflated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+
+import aioboto3
+
+from stori_pipeline.ingest import ingest_object
+from stori_pipeline.settings import IngestSettings
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB.
+
+    ``VmHWM`` belongs to the process's own address space, so it starts fresh at exec;
+    ``ru_maxrss`` (the fallback off Linux) keeps the parent's peak across fork+exec, which
+    would hide the child's own peak whenever the parent was bigger.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def _run(argv: list[str]) -> dict[str, object]:
+    endpoint, bucket, key, etag, table, bus, workers = argv
+    settings = IngestSettings(
+        transactions_table=table,
+        event_bus_name=bus,
+        idempotency_table="unused",
+        num_workers=int(workers),
+    )
+    session = aioboto3.Session(region_name="us-east-1")
+    async with (
+        session.client("s3", endpoint_url=endpoint) as s3,
+        session.client("dynamodb", endpoint_url=endpoint) as dynamodb,
+        session.client("events", endpoint_url=endpoint) as events,
+    ):
+        baseline = peak_rss_kib()
+        result = await ingest_object(
+            bucket, key, etag, settings=settings, s3=s3, dynamodb=dynamodb, events=events
+        )
+    return {
+        "baselineKiB": baseline,
+        "maxrssKiB": peak_rss_kib(),
+        "itemsWritten": result.items_written,
+        "seconds": result.duration,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_run(sys.argv[1:]))))  # noqa: T201 - the child's output
