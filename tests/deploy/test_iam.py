@@ -7,6 +7,7 @@ by the SAM CLI's own translator in its isolated environment (deploy/sam_transfor
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 from collections.abc import Iterator
@@ -151,3 +152,60 @@ def test_report_writes_are_limited_to_the_reports_prefix(transformed: dict[str, 
         and "s3:PutObject" in _as_list(statement["Action"])
     ]
     assert [p["Resource"] for p in puts] == [{"Fn::Sub": "${TransactionsBucket.Arn}/reports/*"}]
+
+
+# The IAM action each AWS operation the functions' code may await needs. The code is read
+# (below) for awaited calls of these names; Powertools' own idempotency calls are covered by
+# the template's Idempotency statement and are not in this code.
+IAM_ACTION_OF = {
+    "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",
+    "put_object": "s3:PutObject",
+    "delete_object": "s3:DeleteObject",
+    "batch_write_item": "dynamodb:BatchWriteItem",
+    "put_item": "dynamodb:PutItem",
+    "get_item": "dynamodb:GetItem",
+    "query": "dynamodb:Query",
+    "put_events": "events:PutEvents",
+    "send_email": "ses:SendEmail",
+    "send_raw_email": "ses:SendRawEmail",
+}
+CODE_OF_ROLE = {
+    "ProcessUserTransactionFunctionRole": (
+        "src/stori_pipeline/ingest",
+        "handlers/process_user_transaction.py",
+    ),
+    "SendUserEmailFunctionRole": ("src/stori_pipeline/email", "handlers/send_user_email.py"),
+}
+
+
+def operations_called(*paths: str) -> set[str]:
+    """Names of methods awaited in the code: ``await client.put_object(...)`` -> put_object."""
+    found = set()
+    for path in paths:
+        files = [REPO / path] if path.endswith(".py") else sorted((REPO / path).rglob("*.py"))
+        for file in files:
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Await)
+                    and isinstance(node.value, ast.Call)
+                    and isinstance(node.value.func, ast.Attribute)
+                    and isinstance(node.value.func.value, ast.Name | ast.Attribute)
+                ):
+                    found.add(node.value.func.attr)
+    return found
+
+
+@pytest.mark.parametrize("role", sorted(CODE_OF_ROLE))
+def test_every_operation_the_code_calls_is_granted(role: str, transformed: dict[str, Any]) -> None:
+    """Every AWS call in a function's code is allowed by its role (moto does not enforce IAM)."""
+    aws_calls = operations_called(*CODE_OF_ROLE[role]) & set(IAM_ACTION_OF)
+    assert aws_calls, f"no AWS calls found for {role}: the scan is broken"
+    granted = {
+        action
+        for where, statement in policy_statements(transformed)
+        if where.startswith(role) and statement["Effect"] == "Allow"
+        for action in _as_list(statement.get("Action", []))
+    }
+    missing = {IAM_ACTION_OF[op] for op in aws_calls} - granted
+    assert not missing, f"{role} calls operations its policy does not allow: {sorted(missing)}"
