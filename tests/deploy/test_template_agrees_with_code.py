@@ -10,8 +10,8 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from stori_pipeline.errors import ConfigurationError
-from stori_pipeline.settings import EmailSettings, IngestSettings
-from tests.deploy.conftest import REPO
+from stori_pipeline.settings import DEFAULT_NUM_WORKERS, EmailSettings, IngestSettings
+from tests.deploy.conftest import REPO, TEMPLATE
 
 SETTINGS = {
     "ProcessUserTransactionFunction": IngestSettings,
@@ -186,3 +186,17 @@ def test_env_local_names_only_declared_functions_and_variables(template: dict[st
         declared = set(_environment(template, function))
         overrides = {**env_file.get("Parameters", {}), **env_file.get(function, {})}
         assert set(overrides) <= declared, function
+
+
+def test_env_local_is_what_local_up_serves() -> None:
+    """env.local.json names the resources `stori-pipeline local up` (port 5000) creates."""
+    from stori_pipeline.local.demo import local_plan  # noqa: PLC0415 - the local extra
+    from stori_pipeline.local.up import env_file_text  # noqa: PLC0415
+
+    expected = env_file_text(local_plan(TEMPLATE), "http://127.0.0.1:5000")
+    assert (REPO / "env.local.json").read_text(encoding="utf-8") == expected
+
+
+def test_num_workers_default_is_the_code_default(template: dict[str, Any]) -> None:
+    """The deployed default is the one the ingest benchmark chose (settings.py)."""
+    assert template["Parameters"]["NumWorkers"]["Default"] == DEFAULT_NUM_WORKERS

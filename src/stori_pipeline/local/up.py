@@ -20,35 +20,41 @@ from stori_pipeline.local.demo import (
 )
 from stori_pipeline.local.dispatcher import Dispatcher, Invocation
 from stori_pipeline.local.stack import LocalStack, moto_server
+from stori_pipeline.local.template import StackPlan
 
-__all__ = ["run_up", "sam_env_vars"]
+__all__ = ["env_file_text", "run_up", "sam_env_vars"]
 
 # What a container started by `sam local invoke` calls the machine it runs on.
 DOCKER_HOST = "host.docker.internal"
 
 
-def sam_env_vars(stack: LocalStack, host: str = DOCKER_HOST) -> dict[str, dict[str, str]]:
+def sam_env_vars(
+    plan: StackPlan, endpoint: str, host: str = DOCKER_HOST
+) -> dict[str, dict[str, str]]:
     """``env.local.json``: each function's variables, pointed at the emulator from Docker.
 
     ``sam local`` passes only variables the template declares; the template declares
     ``AWS_ENDPOINT_URL`` when its ``LocalEndpointUrl`` parameter is set, hence the printed
-    ``--parameter-overrides``.
+    ``--parameter-overrides``. The repository's ``env.local.json`` is this for the default
+    port, so ``local up`` and ``sam local invoke --env-vars env.local.json`` agree.
     """
-    endpoint = stack.endpoint.replace("127.0.0.1", host).replace("localhost", host)
+    docker_endpoint = endpoint.replace("127.0.0.1", host).replace("localhost", host)
+    # Only declared variables: sam local ignores the rest, and takes credentials from the host.
     return {
-        function.logical_id: {
-            **function.environment,
-            **stack.client_env,
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        for function in stack.plan.functions
+        function.logical_id: {**function.environment, "AWS_ENDPOINT_URL": docker_endpoint}
+        for function in plan.functions
     }
+
+
+def env_file_text(plan: StackPlan, endpoint: str) -> str:
+    """The text of ``env.local.json`` for a stack served at ``endpoint``."""
+    return json.dumps(sam_env_vars(plan, endpoint), indent=2) + "\n"
 
 
 def _write_env_file(out_dir: Path, stack: LocalStack) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     env_file = out_dir / "env.local.json"
-    env_file.write_text(json.dumps(sam_env_vars(stack), indent=2) + "\n", "utf-8")
+    env_file.write_text(env_file_text(stack.plan, stack.endpoint), "utf-8")
     return env_file
 
 
@@ -68,7 +74,9 @@ async def run_up(
             stack, roles = session.stack, session.roles
             env_file = _write_env_file(out_dir, stack)
             bucket = roles.transactions_bucket
-            docker_endpoint = sam_env_vars(stack)[roles.ingest]["AWS_ENDPOINT_URL"]
+            docker_endpoint = sam_env_vars(stack.plan, stack.endpoint)[roles.ingest][
+                "AWS_ENDPOINT_URL"
+            ]
             account = accounts[0]
             lines = [
                 f"local stack '{plan.stack_name}' is up at {endpoint}",
