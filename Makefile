@@ -15,7 +15,7 @@ export UV_PYTHON := $(shell command -v $(PYTHON))
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint format bench clean sam-tools sam-validate sam-build \
+.PHONY: help setup demo test lint format bench bench-ingest clean sam-tools sam-validate sam-build \
 	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
 	build-SendUserEmailFunction
 
@@ -51,8 +51,11 @@ format: $(SYNCED) ## apply ruff's formatter and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(SYNCED) ## the core benchmark (1M rows)
-	$(VENV)/bin/python bench/bench_summarize.py
+bench: $(SYNCED) ## the core benchmark: summarize vs a bare csv.reader, 1M rows, peak RSS
+	$(VENV)/bin/python bench/bench_summarize.py --rss
+
+bench-ingest: $(SYNCED) ## the ingest benchmark: raw ceiling vs PutItem per row vs pipeline
+	$(VENV)/bin/python bench/bench_ingest.py
 
 clean: ## remove environments and outputs
 	rm -rf $(VENV) $(TOOLS) .aws-sam out test-artifacts bench/data .pytest_cache .mypy_cache .ruff_cache

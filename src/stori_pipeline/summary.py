@@ -206,56 +206,71 @@ def _cents(text: object) -> int:
 class Ledger:
     """A mutable accumulator of per-account, per-month buckets (the hot path's target).
 
-    ``buckets[account][year * 16 + month]`` is ``[count, credit count, credit cents,
-    debit count, debit cents]``; year 0 stands for "no year". :meth:`summaries` freezes it.
+    One flat dict for every account: ``buckets[account_key | year * 16 + month]`` is
+    ``[count, credit count, credit cents, debit count, debit cents]``, year 0 standing for
+    "no year", where ``account_key`` is the account's registration index shifted left by
+    :attr:`ACCOUNT_SHIFT`. Int keys hash for free, and a batch of rows from many accounts
+    folds in with one loop. :meth:`summaries` freezes it.
     """
 
-    __slots__ = ("buckets",)
+    ACCOUNT_SHIFT = 16  # year * 16 + month < 2**16 for every year SPEC §2 admits
+    __slots__ = ("_index", "accounts", "buckets")
 
     def __init__(self) -> None:
         """Start empty."""
-        self.buckets: dict[str, dict[int, list[int]]] = {}
+        self.buckets: dict[int, list[int]] = {}
+        self.accounts: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def account_key(self, account_id: str) -> int:
+        """The account's part of a bucket key, registering the account when it is new.
+
+        A registered account with no bucket (all its rows rejected) has no summary.
+        """
+        index = self._index.get(account_id)
+        if index is None:
+            index = self._index[account_id] = len(self.accounts)
+            self.accounts.append(account_id)
+        return index << self.ACCOUNT_SHIFT
 
     def add(self, account_id: str, year: int | None, month: int, amount_cents: int) -> None:
         """Fold one accepted amount in."""
-        add_to_buckets(
-            self.buckets.setdefault(account_id, {}), ((year or 0) * 16 + month,), (amount_cents,)
-        )
+        key = self.account_key(account_id) | ((year or 0) * 16 + month)
+        add_to_buckets(self.buckets, (key,), (amount_cents,))
 
     def summaries(self) -> tuple[AccountSummary, ...]:
-        """Frozen summaries, sorted by account id."""
-        return tuple(
-            AccountSummary(
-                account_id,
-                tuple(
-                    MonthSummary(
-                        key // 16 or None,
-                        key % 16,
-                        count,
-                        Flow(credit_count, credit_cents),
-                        Flow(debit_count, debit_cents),
-                    )
-                    for key, (
-                        count,
-                        credit_count,
-                        credit_cents,
-                        debit_count,
-                        debit_cents,
-                    ) in sorted(months.items())
-                ),
+        """Frozen summaries, sorted by account id; months in SPEC §3 order."""
+        months: dict[int, list[MonthSummary]] = {}
+        mask = (1 << self.ACCOUNT_SHIFT) - 1
+        for key, (count, credit_count, credit_cents, debit_count, debit_cents) in sorted(
+            self.buckets.items()
+        ):
+            month_key = key & mask
+            months.setdefault(key >> self.ACCOUNT_SHIFT, []).append(
+                MonthSummary(
+                    month_key // 16 or None,
+                    month_key % 16,
+                    count,
+                    Flow(credit_count, credit_cents),
+                    Flow(debit_count, debit_cents),
+                )
             )
-            for account_id, months in sorted(self.buckets.items())
+        return tuple(
+            sorted(
+                (AccountSummary(self.accounts[index], tuple(m)) for index, m in months.items()),
+                key=lambda summary: summary.account_id,
+            )
         )
 
 
 def add_to_buckets(
-    months: dict[int, list[int]], keys: Iterable[int], amounts_cents: Iterable[int]
+    buckets: dict[int, list[int]], keys: Iterable[int], amounts_cents: Iterable[int]
 ) -> None:
-    """Fold amounts into one account's buckets (``Ledger.buckets[account]``), key by key."""
+    """Fold amounts into buckets (``Ledger.buckets``), one bucket key per amount."""
     for key, amount in zip(keys, amounts_cents, strict=True):
-        bucket = months.get(key)
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = months[key] = [0, 0, 0, 0, 0]
+            bucket = buckets[key] = [0, 0, 0, 0, 0]
         bucket[0] += 1
         if amount > 0:
             bucket[1] += 1

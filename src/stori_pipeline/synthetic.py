@@ -62,7 +62,10 @@ def _rows(spec: SyntheticSpec) -> Iterator[str]:
         cents = rng.randint(100, 500_000) if credit else -rng.randint(1, 30_000)
         whole, frac = divmod(abs(cents), 100)
         sign = "-" if cents < 0 else ("+" if not go else "")
-        amount = f"{sign}{whole}" if frac == 0 else f"{sign}{whole}.{frac:02d}".rstrip("0")
+        if go:  # like the Go system's real file: always two decimals, no "+"
+            amount = f"{sign}{whole}.{frac:02d}"
+        else:  # like the challenge's example: "+60.5", "+10", "-20.46"
+            amount = f"{sign}{whole}" if frac == 0 else f"{sign}{whole}.{frac:02d}".rstrip("0")
         tx_id = str(index)
         account = accounts[rng.randrange(len(accounts))]
         if spec.error_rate and rng.random() < spec.error_rate:
