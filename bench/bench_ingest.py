@@ -23,7 +23,6 @@ import asyncio
 import functools
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 import aioboto3
 from aiobotocore.config import AioConfig
 
+from rss import peak_rss_kib  # bench/rss.py (the script's own folder)
 from stori_pipeline.ingest import ingest_object, transaction_item
 from stori_pipeline.records import Transaction
 from stori_pipeline.settings import DEFAULT_NUM_WORKERS, IngestSettings
@@ -47,23 +47,6 @@ BUCKET = "bench"
 BUS = "bench"
 SWEEP = (1, 2, 4, 8, 16, 32)
 Client = Any
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB.
-
-    ``VmHWM`` belongs to the process's own address space, so it starts fresh at exec;
-    ``ru_maxrss`` (the fallback off Linux) keeps the parent's peak across fork+exec, which
-    would hide the child's own peak whenever the parent was bigger.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def free_port() -> int:

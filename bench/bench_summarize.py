@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from rss import peak_rss_kib  # bench/rss.py (the script's own folder)
 from stori_pipeline.records import RowValidator
 from stori_pipeline.stream import file_chunks, summarize_stream
 from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
@@ -67,14 +67,19 @@ def summarize_row_at_a_time(path: Path) -> float:
 def peak_rss_mb(path: Path) -> float:
     """Peak RSS of `stori-pipeline summarize --json` on the file, in a fresh process."""
     code = (
-        "import resource, sys, io, contextlib\n"
+        "import io, contextlib\n"
+        "from rss import peak_rss_kib\n"
         "from stori_pipeline.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    main(['summarize', {str(path)!r}, '--json'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(peak_rss_kib())\n"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter running our own code
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent,  # for bench/rss.py
     ).stdout
     return int(out.split()[-1]) / 1024
 
@@ -102,7 +107,7 @@ def main() -> None:
     print(f"(c) row-at-a-time path     {args.rows / c:>12,.0f} rows/s  (fast path off)")
     print(f"ratio b/a                  {a / b:>12.3f}  (target >= 0.2)")
     print(f"ratio c/a                  {a / c:>12.3f}  (the straightforward loop)")
-    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own_rss = peak_rss_kib() / 1024
     print(f"this process peak RSS      {own_rss:.0f} MB")
     if args.rss:
         for rows in (1_000_000, 4_000_000):

@@ -8,30 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 
 import aioboto3
+from bench.rss import peak_rss_kib
 
 from stori_pipeline.ingest import ingest_object
 from stori_pipeline.settings import IngestSettings
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB.
-
-    ``VmHWM`` belongs to the process's own address space, so it starts fresh at exec;
-    ``ru_maxrss`` (the fallback off Linux) keeps the parent's peak across fork+exec, which
-    would hide the child's own peak whenever the parent was bigger.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 async def _run(argv: list[str]) -> dict[str, object]:
