@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -29,10 +28,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stori_pipeline.errors import PermanentError, StoriPipelineError
 from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
-from stori_pipeline.settings import IngestSettings
+from stori_pipeline.settings import IngestSettings, metrics_namespace
 
 SERVICE = "process-user-transaction"
-DEFAULT_METRICS_NAMESPACE = "StoriPipeline"
 # The stable fields of one object version; moto spells the ETag "eTag", AWS "etag".
 EVENT_KEY_JMESPATH = (
     '[detail.bucket.name, detail.object.key, detail.object.etag || detail.object."eTag"]'
@@ -53,8 +51,7 @@ def _persistence(table_name: str) -> DynamoDBPersistenceLayer:
 
 
 def _metrics(result: dict[str, Any]) -> None:
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
-    metrics = Metrics(namespace=namespace, service=SERVICE)
+    metrics = Metrics(namespace=metrics_namespace(), service=SERVICE)
     metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=result["rowsRead"])
     metrics.add_metric(name="RowsAccepted", unit=MetricUnit.Count, value=result["rowsAccepted"])
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=result["rowsRejected"])

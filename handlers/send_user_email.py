@@ -37,10 +37,12 @@ from stori_pipeline.email import (
     send_summary_email,
 )
 from stori_pipeline.errors import PermanentError
-from stori_pipeline.settings import EmailSettings
+from stori_pipeline.settings import EmailSettings, metrics_namespace
 
 logger = Logger(service="send-user-email")
-metrics = Metrics(namespace="StoriPipeline", service="send-user-email")
+# The namespace is set per invocation from the environment (settings.metrics_namespace),
+# like the ingest's: an explicit namespace here would override the template's.
+metrics = Metrics(service="send-user-email")
 
 # One email per (import, account): importId is stable for one object version (SPEC §5).
 IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId]"
@@ -95,6 +97,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Send the summary email for one EventBridge ``Transactions Summarized`` event."""
+    metrics.namespace = metrics_namespace()
     _route_library_logs()
     metrics.add_metric(name="SummaryEventReceived", unit=MetricUnit.Count, value=1)
     settings = EmailSettings.from_env()

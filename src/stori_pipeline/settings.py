@@ -14,7 +14,27 @@ from typing import ClassVar
 
 from stori_pipeline.errors import ConfigurationError
 
-__all__ = ["DEFAULT_NUM_WORKERS", "EmailSettings", "IngestSettings"]
+__all__ = [
+    "DEFAULT_METRICS_NAMESPACE",
+    "DEFAULT_NUM_WORKERS",
+    "EmailSettings",
+    "IngestSettings",
+    "metrics_namespace",
+]
+
+# Where both functions' metrics go unless POWERTOOLS_METRICS_NAMESPACE says otherwise.
+DEFAULT_METRICS_NAMESPACE = "StoriPipeline"
+
+
+def metrics_namespace(environ: Mapping[str, str] | None = None) -> str:
+    """The CloudWatch namespace of both functions: ``POWERTOOLS_METRICS_NAMESPACE`` first.
+
+    Read per invocation (never at import), and the same way by both handlers, so their
+    metrics land in one namespace.
+    """
+    env = os.environ if environ is None else environ
+    return env.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE
+
 
 # Chosen by the ingest benchmark's NUM_WORKERS sweep (see README, "Performance"): 16 was the
 # fastest in two runs (~10% over 8; 1 -> 2 is the big step, 32 is slower again).

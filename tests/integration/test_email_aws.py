@@ -281,6 +281,26 @@ def test_handler_sends_one_email_for_a_duplicated_event(stack: Stack, unique: st
 
 
 @pytest.mark.usefixtures("handler_env")
+def test_handler_metrics_use_the_configured_namespace(
+    stack: Stack, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Metrics go to POWERTOOLS_METRICS_NAMESPACE (the template's), like the ingest's."""
+    from handlers.send_user_email import handler  # noqa: PLC0415 - needs the env
+
+    capsys.readouterr()
+    assert handler(summary_event(f"acc-{unique}", "9" * 32), FakeLambdaContext())["status"] == (
+        "sent"
+    )
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    namespaces = {m["Namespace"] for e in emf for m in e["_aws"]["CloudWatchMetrics"]}
+    assert namespaces == {"StoriPipelineTest"}
+
+
+@pytest.mark.usefixtures("handler_env")
 def test_handler_returns_permanent_failures_without_raising(stack: Stack, unique: str) -> None:
     """Unknown account, bad address and a malformed event return a failure result, no raise."""
     from handlers.send_user_email import handler  # noqa: PLC0415 - needs the env
