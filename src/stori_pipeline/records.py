@@ -388,9 +388,10 @@ class RowValidator:
     ) -> bool:
         """Accept every record of a clean stretch at C speed, or change nothing and say so.
 
-        Each check runs over a whole column with ``map``/``zip``/``set`` (loops in C). Caches
-        may fill on the way; the counters, the seen ids and the ledger change only once every
-        row has passed.
+        Each check runs over a whole column with ``map``/``zip``/``set`` (loops in C). Caches,
+        and the ledger's list of account names, may fill on the way (an account without
+        buckets has no summary); the seen ids and the buckets change only once every row has
+        passed.
         """
         width, id_at, date_at, amount_at, account_at = self.columns
         lengths = set(map(len, records))
