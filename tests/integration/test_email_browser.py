@@ -19,6 +19,7 @@ import pytest
 
 from stori_pipeline.email import User, html_with_embedded_images, render_summary_email
 from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
+from tests.spec_example import spec_example_json
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -33,27 +34,7 @@ pytestmark = [
     ),
 ]
 
-WORKED_EXAMPLE = AccountSummary.from_json(
-    {
-        "accountId": "AccountId123",
-        "months": [
-            {
-                "year": None,
-                "month": 7,
-                "transactionCount": 2,
-                "credit": {"count": 1, "total": "60.50"},
-                "debit": {"count": 1, "total": "-10.30"},
-            },
-            {
-                "year": None,
-                "month": 8,
-                "transactionCount": 2,
-                "credit": {"count": 1, "total": "10.00"},
-                "debit": {"count": 1, "total": "-20.46"},
-            },
-        ],
-    }
-)
+WORKED_EXAMPLE = AccountSummary.from_json(spec_example_json())
 # Worst realistic case: every month of a year, 15-digit amounts, a long unbroken name.
 STRESS = AccountSummary(
     "ACC-STRESS-0001",

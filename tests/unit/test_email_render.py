@@ -27,6 +27,7 @@ from stori_pipeline.email import (
 )
 from stori_pipeline.stream import file_chunks, summarize_stream
 from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
+from tests.spec_example import spec_example_json
 
 SUBJECT = "Your Stori account summary"
 MONEY = re.compile(r"-?\d{1,3}(?:,\d{3})*\.\d{2}")
@@ -200,27 +201,7 @@ def test_html_in_name_is_escaped(worked_example_sync: AccountSummary) -> None:
 @pytest.fixture
 def worked_example_sync() -> AccountSummary:
     """SPEC §3's JSON of the worked example (for tests that need no file reading)."""
-    return AccountSummary.from_json(
-        {
-            "accountId": "AccountId123",
-            "months": [
-                {
-                    "year": None,
-                    "month": 7,
-                    "transactionCount": 2,
-                    "credit": {"count": 1, "total": "60.50"},
-                    "debit": {"count": 1, "total": "-10.30"},
-                },
-                {
-                    "year": None,
-                    "month": 8,
-                    "transactionCount": 2,
-                    "credit": {"count": 1, "total": "10.00"},
-                    "debit": {"count": 1, "total": "-20.46"},
-                },
-            ],
-        }
-    )
+    return AccountSummary.from_json(spec_example_json())
 
 
 def test_logo_is_inline_cid_image_and_no_remote_urls(worked_example_sync: AccountSummary) -> None:

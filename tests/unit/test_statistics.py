@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.spec_example import spec_example_json
 from tests.unit._support import summarize_bytes, summarize_every_chunking
 
 CHALLENGE = "Id,Date,Transaction\n"
@@ -46,31 +47,7 @@ def test_worked_example_independently(example_csv: Path) -> None:
         "rowsRead": 4,
         "rowsAccepted": 4,
         "rowsRejected": 0,
-        "accounts": [
-            {
-                "accountId": "AccountId123",
-                "balance": "39.74",
-                "transactionCount": 4,
-                "credit": {"count": 2, "total": "70.50", "average": "35.25"},
-                "debit": {"count": 2, "total": "-30.76", "average": "-15.38"},
-                "months": [
-                    {
-                        "year": None,
-                        "month": 7,
-                        "transactionCount": 2,
-                        "credit": {"count": 1, "total": "60.50", "average": "60.50"},
-                        "debit": {"count": 1, "total": "-10.30", "average": "-10.30"},
-                    },
-                    {
-                        "year": None,
-                        "month": 8,
-                        "transactionCount": 2,
-                        "credit": {"count": 1, "total": "10.00", "average": "10.00"},
-                        "debit": {"count": 1, "total": "-20.46", "average": "-20.46"},
-                    },
-                ],
-            }
-        ],
+        "accounts": [spec_example_json()],
         "rejected": [],
         "fileError": None,
     }

@@ -4,36 +4,14 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from stori_pipeline import AccountSummary, Flow, Ledger, MonthSummary
+from tests.spec_example import spec_example_json
 
 # SPEC §3's JSON example, verbatim.
-SPEC_EXAMPLE: dict[str, Any] = {
-    "accountId": "AccountId123",
-    "balance": "39.74",
-    "transactionCount": 4,
-    "credit": {"count": 2, "total": "70.50", "average": "35.25"},
-    "debit": {"count": 2, "total": "-30.76", "average": "-15.38"},
-    "months": [
-        {
-            "year": None,
-            "month": 7,
-            "transactionCount": 2,
-            "credit": {"count": 1, "total": "60.50", "average": "60.50"},
-            "debit": {"count": 1, "total": "-10.30", "average": "-10.30"},
-        },
-        {
-            "year": None,
-            "month": 8,
-            "transactionCount": 2,
-            "credit": {"count": 1, "total": "10.00", "average": "10.00"},
-            "debit": {"count": 1, "total": "-20.46", "average": "-20.46"},
-        },
-    ],
-}
+SPEC_EXAMPLE = spec_example_json()
 
 
 def test_spec_example_round_trips() -> None:
