@@ -9,31 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from stori_pipeline.errors import AwsOperationError, RetriesExhaustedError
+from stori_pipeline.ingest.resend import Leftover, resend_until_done
 from stori_pipeline.records import Transaction
 from stori_pipeline.retry import RetryPolicy
 
 __all__ = [
     "MAX_BATCH_ITEMS",
-    "THROTTLING_CODES",
     "DynamoDBTransactionSink",
     "transaction_item",
 ]
 
 MAX_BATCH_ITEMS = 25
-# Error codes that mean "try again later" rather than "this request is wrong".
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-    }
-)
 
 Item = dict[str, dict[str, str]]
+RequestItems = dict[str, list[dict[str, Any]]]  # BatchWriteItem's RequestItems by table
 
 
 def transaction_item(tx: Transaction, *, bucket: str, key: str, etag: str) -> Item:
@@ -54,11 +43,6 @@ def transaction_item(tx: Transaction, *, bucket: str, key: str, etag: str) -> It
     if tx.year is not None:
         item["Year"] = {"N": str(tx.year)}
     return item
-
-
-def _error_code(exc: ClientError) -> str | None:
-    code = exc.response.get("Error", {}).get("Code")
-    return code if isinstance(code, str) else None
 
 
 class DynamoDBTransactionSink:
@@ -105,32 +89,18 @@ class DynamoDBTransactionSink:
         return len(requests)
 
     async def _send(self, requests: list[dict[str, Any]]) -> None:
-        pending = {self._table: requests}
-        last_problem = ""
-        last_code: str | None = None
-        for attempt in range(1, self._policy.max_attempts + 1):
-            try:
-                response = await self._client.batch_write_item(RequestItems=pending)
-            except ClientError as exc:
-                code = _error_code(exc)
-                if code not in THROTTLING_CODES:
-                    raise AwsOperationError(
-                        str(exc), service="dynamodb", operation="BatchWriteItem", code=code
-                    ) from exc
-                last_problem, last_code = f"throttled: {exc}", code
-            else:
-                unprocessed = response.get("UnprocessedItems") or {}
-                if not any(unprocessed.values()):
-                    return
-                pending = unprocessed
-                count = sum(len(v) for v in unprocessed.values())
-                last_problem, last_code = f"{count} items left unprocessed", None
-            if attempt < self._policy.max_attempts:
-                await self._policy.sleep(attempt)
-        raise RetriesExhaustedError(
-            last_problem,
+        async def send(pending: RequestItems) -> Leftover[RequestItems]:
+            response = await self._client.batch_write_item(RequestItems=pending)
+            unprocessed: RequestItems = response.get("UnprocessedItems") or {}
+            if not any(unprocessed.values()):
+                return None
+            count = sum(len(v) for v in unprocessed.values())
+            return unprocessed, f"{count} items left unprocessed", None
+
+        await resend_until_done(
+            send,
+            {self._table: requests},
+            policy=self._policy,
             service="dynamodb",
             operation="BatchWriteItem",
-            code=last_code,
-            attempts=self._policy.max_attempts,
         )

@@ -6,10 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from stori_pipeline.errors import AwsOperationError, PermanentError, RetriesExhaustedError
-from stori_pipeline.ingest.dynamodb import THROTTLING_CODES
+from stori_pipeline.errors import PermanentError
+from stori_pipeline.ingest.resend import Leftover, resend_until_done
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.summary import AccountSummary
 
@@ -116,38 +114,22 @@ class EventBridgePublisher:
             await self._send(list(entries[start : start + MAX_ENTRIES_PER_CALL]))
         return len(entries)
 
-    async def _send(self, pending: list[dict[str, Any]]) -> None:
-        last_problem, last_code = "", None
-        for attempt in range(1, self._policy.max_attempts + 1):
-            try:
-                response = await self._client.put_events(Entries=pending)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code not in THROTTLING_CODES:
-                    raise AwsOperationError(
-                        str(exc), service="events", operation="PutEvents", code=code
-                    ) from exc
-                last_problem, last_code = f"throttled: {exc}", code
-            else:
-                if not response.get("FailedEntryCount"):
-                    return
-                # Results are positional: entry i of the response is entry i of the request.
-                failed = [
-                    (entry, result)
-                    for entry, result in zip(pending, response["Entries"], strict=True)
-                    if result.get("ErrorCode")
-                ]
-                if not failed:
-                    return
-                pending = [entry for entry, _ in failed]
-                last_code = failed[0][1].get("ErrorCode")
-                last_problem = f"{len(failed)} entries failed"
-            if attempt < self._policy.max_attempts:
-                await self._policy.sleep(attempt)
-        raise RetriesExhaustedError(
-            last_problem,
-            service="events",
-            operation="PutEvents",
-            code=last_code,
-            attempts=self._policy.max_attempts,
+    async def _send(self, entries: list[dict[str, Any]]) -> None:
+        async def send(pending: list[dict[str, Any]]) -> Leftover[list[dict[str, Any]]]:
+            response = await self._client.put_events(Entries=pending)
+            if not response.get("FailedEntryCount"):
+                return None
+            # Results are positional: entry i of the response is entry i of the request.
+            failed = [
+                (entry, result)
+                for entry, result in zip(pending, response["Entries"], strict=True)
+                if result.get("ErrorCode")
+            ]
+            if not failed:
+                return None
+            code = failed[0][1].get("ErrorCode")
+            return [entry for entry, _ in failed], f"{len(failed)} entries failed", code
+
+        await resend_until_done(
+            send, entries, policy=self._policy, service="events", operation="PutEvents"
         )
