@@ -99,3 +99,29 @@ def test_repeated_values_across_many_batches() -> None:
     expected = oracle(data, "Acc1")
     actual = summarize_bytes(data, account="Acc1", chunk_size=8191)
     assert comparable(actual) == comparable(expected)
+
+
+@pytest.mark.parametrize("terminator", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("unterminated", [False, True])
+def test_line_numbers_across_many_batches(terminator: str, unterminated: bool) -> None:
+    """Multi-line quoted fields and blank lines spread over many batches: exact line numbers.
+
+    Most batches hold only one-line records (line numbers come from the parser's count);
+    some hold records spanning lines, blank lines, or both, and rejected rows in every batch
+    report the line they end on, as the csv module counts it.
+    """
+    memos = ["", "one", '"two\nlines"', '"cr\ronly"', '"crlf\r\nend"', '"ends\r"']
+    lines = ["Id,Date,Amount,Memo"]
+    for i in range(4000):
+        memo = memos[i % len(memos)] if i % 450 < 30 else ""
+        tx_id = i - 1 if i % 97 == 0 and i else i  # a duplicate now and then
+        lines.append(f"{tx_id},{i % 12 + 1}/1,{i}.25,{memo}")
+        if i % 700 == 3:
+            lines.append("")  # a blank line
+    text = terminator.join(lines) + ("" if unterminated else terminator)
+    data = text.encode()
+    expected = oracle(data, "Acc1")
+    assert len(expected["rejected"]) > 30
+    for chunk_size in (4093, 1 << 30):
+        actual = summarize_bytes(data, account="Acc1", chunk_size=chunk_size)
+        assert comparable(actual) == comparable(expected)

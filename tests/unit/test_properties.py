@@ -30,6 +30,17 @@ VALID_IDS = [
     "1",
     "2",
     "3",
+    # Numeric ids are keyed by their number in the duplicate check: none of these may equal
+    # "1" (or each other) by value.
+    "0",
+    "01",
+    "00",
+    "+1",
+    "1_0",
+    "10",
+    "\u0661",  # ARABIC-INDIC DIGIT ONE
+    "123456789012345",
+    "1234567890123456",
     "a",
     "A",
     " 1",
@@ -89,7 +100,19 @@ VALID_AMOUNTS = [
 INVALID_AMOUNTS = ["", "1.", ".5", "1.234", "1,000", "$5", "1e3", "--1", "+-1", "\uff15", "9" * 16]
 VALID_ACCOUNTS = ["Acc1", "Acc2", "acc1", " Acc1 ", "a_b-c", "Z" * 64]
 INVALID_ACCOUNTS = ["", "bad acc", "Z" * 65, "Äcc", "a.b"]
-MEMOS = ["", "x", "a,b", 'say "hi"', "multi\nline", "crlf\r\nline", "😀", "\n"]
+MEMOS = [
+    "",
+    "x",
+    "a,b",
+    'say "hi"',
+    "multi\nline",
+    "crlf\r\nline",
+    "cr\rline",
+    "ends\r",
+    "\r\r\n",
+    "😀",
+    "\n",
+]
 BAD_BYTES = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80", b"\xe2\x82"]
 # Stands in for undecodable bytes while the row is written as text; replaced after encoding.
 BAD = "\u2063BAD\u2063"
@@ -126,7 +149,7 @@ def csv_files(draw: st.DrawFn, *, trailing_newline: bool = True) -> GeneratedFil
     meanings += ["memo"] * draw(st.integers(0, 2))
     meanings = draw(st.permutations(meanings))
     header = [draw(st.sampled_from(ALIASES[m])) for m in meanings]
-    terminator = draw(st.sampled_from(["\n", "\r\n"]))
+    terminator = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     quote_all = draw(st.booleans())
     bom = draw(st.booleans())
     account = "AccountId123" if not has_account else draw(st.sampled_from([None, "Acc1", "x!"]))

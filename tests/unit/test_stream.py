@@ -35,7 +35,7 @@ def stream_all(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    file=csv_files(),
+    file=st.booleans().flatmap(lambda trailing: csv_files(trailing_newline=trailing)),
     batch_size=st.sampled_from([1, 2, 3, 500]),
     chunk_size=st.sampled_from(CHUNK_SIZES),
 )
