@@ -12,9 +12,11 @@ import calendar
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from itertools import repeat
+from itertools import compress, repeat
+from operator import add, eq, not_, or_
 from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
@@ -49,11 +51,13 @@ _REQUIRED = ("id", "date", "amount")
 
 _AMOUNT_RE = re.compile(r"[+-]?[0-9]{1,15}(?:\.[0-9]{1,2})?")
 # The same rule over a whole column joined with newlines (checked in one C-level match).
+# Column patterns use possessive quantifiers and ASCII \d (exactly [0-9]): they match the
+# same texts, and the regex engine runs them about twice as fast (nothing to backtrack).
 _AMOUNTS_RE = re.compile(
-    r"(?:[+-]?[0-9]{1,15}(?:\.[0-9]{1,2})?\n)*[+-]?[0-9]{1,15}(?:\.[0-9]{1,2})?"
+    r"(?:[+-]?+\d{1,15}+(?:\.\d{1,2}+)?+\n)*+[+-]?+\d{1,15}+(?:\.\d{1,2}+)?+", re.ASCII
 )
 # Every amount of the column with exactly two decimals, the shape of real statements.
-_TWO_DECIMALS_RE = re.compile(r"(?:[+-]?[0-9]{1,15}\.[0-9]{2}\n)*[+-]?[0-9]{1,15}\.[0-9]{2}")
+_TWO_DECIMALS_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+[+-]?+\d{1,15}+\.\d\d", re.ASCII)
 # The digits an amount's fraction contributes to its cents: "" -> "00", "5" -> "50", "05" -> "05".
 _CENTS_DIGITS = {
     "": "00",
@@ -61,6 +65,17 @@ _CENTS_DIGITS = {
     **{a + b: a + b for a in "0123456789" for b in "0123456789"},
 }
 _ACCOUNT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A "numeric" id: ASCII digits without leading zeros, at most 15 of them (so below 2**50).
+# The duplicate check keys such ids by an int (account base | number) instead of a string:
+# ints hash to themselves, so ids that grow row by row land in neighbouring slots of the
+# million-entry dict instead of a cache miss each. "7" and "07" stay different ids: "07" is
+# not numeric and keeps its string key, and ints never equal strings.
+_NUMERIC_ID = r"(?:0|[1-9]\d{0,14}+)"
+_NUMERIC_IDS_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+{_NUMERIC_ID}", re.ASCII)
+_ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
+_MAX_NUMERIC_ID_LENGTH = 15
+# An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
+_SEEN_SHIFT = 34
 _SHORT_DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
 _ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # Lone surrogates are what the ``surrogateescape`` decoder makes of bytes that are not UTF-8.
@@ -73,8 +88,10 @@ _CACHE_LIMIT = 1 << 16
 _BAD_DATE = -1
 _BAD_AMOUNT = 1 << 60
 _BAD_ACCOUNT = -1
-# Below this many records, halving a stretch that holds a bad row costs more than it saves.
+# Below this many records, the row-at-a-time path costs less than the column-wise one.
 _ROW_AT_A_TIME = 16
+# An empty mapping for lookups of accounts without cached targets (never written to).
+_NO_TARGETS: dict[str, list[int]] = {}
 _V = TypeVar("_V")
 
 
@@ -271,15 +288,23 @@ class RowValidator:
         self._on_reject = on_reject
         self._dates: dict[str, int] = {}
         self._amounts: dict[str, int] = {}
-        # Raw account text -> the ledger's account key (or _BAD_ACCOUNT), and account key ->
-        # the prefix that makes an id unique across accounts in ``_seen``.
+        # Raw account text -> the ledger's account key (or _BAD_ACCOUNT), account key -> the
+        # prefix that makes a string id unique across accounts in ``_seen``, and raw account
+        # text -> the base that does the same for a numeric id (see _NUMERIC_ID).
         self._account_keys: dict[str, int] = {}
-        self._prefixes: dict[int, str] = {}
-        # Accepted ids (prefixed by their account when the file names accounts): the only
-        # state that grows with the file (SPEC §2). A dict of str -> None, not a set:
-        # CPython GC-tracks every set, and each full collection walked a million ids (a
-        # third of the run time); a dict holding only strings is never tracked.
-        self._seen: dict[str, None] = {}
+        self._prefixes: dict[int, str] = {0: ""}
+        self._bases: dict[str, int] = {}
+        # Raw date text -> the ledger's pending list of its bucket, per raw account text (or
+        # for the default account): one C-level lookup per row validates the date and the
+        # account and finds where the amount goes. Bounded like every cache here.
+        self._targets: dict[str, dict[str, list[int]]] = {}
+        self._default_targets: dict[str, list[int]] = {}
+        self._target_count = 0
+        # Accepted ids, keyed by account and id (_seen_key): the only state that grows with
+        # the file (SPEC §2). A dict of keys -> None, not a set: CPython GC-tracks every
+        # set, and each full collection walked a million ids (a third of the run time); a
+        # dict holding only strings and ints is never tracked.
+        self._seen: dict[str | int, None] = {}
         # Without an account column every row is the default account's: the ledger's first.
         self._default_key = (
             self.ledger.account_key(self.default_account) if self.default_account else 0
@@ -310,26 +335,28 @@ class RowValidator:
         return cents
 
     def _amounts_of(self, raws: Sequence[str]) -> list[int]:
-        """Convert a column of amounts: one regex over the joined column, then C-level maps."""
+        """Cents of a column of amounts, ``_BAD_AMOUNT`` for each bad one.
+
+        One regex over the joined column, then C-level maps. When some amount is bad, each
+        is matched on its own (still one C-level map) and the good ones converted in bulk.
+        """
         joined = "\n".join(raws)
         texts: Sequence[str] = raws
         if " " in joined or "\t" in joined:
             texts = list(map(str.strip, raws, repeat(_TRIM)))
             joined = "\n".join(texts)
         # A field holding a newline would add a line and could pass the joined match.
-        if joined.count("\n") != len(texts) - 1:
-            return list(map(self._amount, raws))
-        if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
-            # The common shape ("-51.46"): dropping every dot leaves each amount in cents.
-            return list(map(int, joined.replace(".", "").split("\n")))
-        if _AMOUNTS_RE.fullmatch(joined) is None:
-            return list(map(self._amount, raws))
-        digits = _CENTS_DIGITS
-        # "-0.5" -> "-0" + "50" -> -50: the sign stays with the whole part, even for zero.
-        return [
-            int(whole + digits[fraction])
-            for whole, _, fraction in map(str.partition, texts, repeat("."))
-        ]
+        if joined.count("\n") == len(texts) - 1 and (
+            _TWO_DECIMALS_RE.fullmatch(joined) is not None
+            or _AMOUNTS_RE.fullmatch(joined) is not None
+        ):
+            return _valid_cents(texts, joined)
+        cents = [_BAD_AMOUNT] * len(texts)
+        good = list(compress(range(len(texts)), map(_AMOUNT_RE.fullmatch, texts)))
+        good_texts = [texts[i] for i in good]
+        for i, value in zip(good, _valid_cents(good_texts, "\n".join(good_texts)), strict=True):
+            cents[i] = value
+        return cents
 
     def _account_key(self, raw: str) -> int:
         text = raw.strip(_TRIM)
@@ -346,6 +373,92 @@ class RowValidator:
     def _account_keys_of(self, raws: list[str]) -> list[int]:
         return list(map(self._account_key, raws))
 
+    def _seen_key(self, account_key: int, tx_id: str) -> int | str:
+        """The duplicate check's key of a (valid, trimmed) id of an account (_NUMERIC_ID)."""
+        if (
+            tx_id.isdigit()
+            and tx_id.isascii()
+            and len(tx_id) <= _MAX_NUMERIC_ID_LENGTH
+            and (tx_id[0] != "0" or len(tx_id) == 1)
+        ):
+            return account_key << _SEEN_SHIFT | int(tx_id)
+        return self._prefixes[account_key] + tx_id
+
+    def _bases_of(self, raws: list[str]) -> list[int]:
+        bases = [self._account_key(raw) << _SEEN_SHIFT for raw in raws]
+        if len(self._bases) < _CACHE_LIMIT:
+            self._bases.update(zip(raws, bases, strict=True))
+        return bases
+
+    def _target(self, raw_date: str, raw_account: str | None) -> list[int] | None:
+        """The pending list for a row's bucket, or ``None`` when its date or account is bad."""
+        month_key = self._dates.get(raw_date)
+        if month_key is None:
+            month_key = self._date(raw_date)
+        if month_key == _BAD_DATE:
+            return None
+        if raw_account is None:
+            account_key, cache = self._default_key, self._default_targets
+        else:
+            account_key = self._account_keys.get(raw_account, _BAD_ACCOUNT - 1)
+            if account_key == _BAD_ACCOUNT - 1:
+                account_key = self._account_key(raw_account)
+            if account_key == _BAD_ACCOUNT:
+                return None
+            cache = self._targets.get(raw_account, {})
+            if not cache and self._target_count < _CACHE_LIMIT:
+                self._targets[raw_account] = cache
+        target = self.ledger.pending(account_key | month_key)
+        if self._target_count < _CACHE_LIMIT:
+            cache[raw_date] = target
+            self._target_count += 1
+        return target
+
+    def _targets_of(
+        self, dates: Sequence[str], accounts: Sequence[str] | None
+    ) -> list[list[int] | None]:
+        """Each row's pending list (see ``_targets``); ``None`` where the date or account is bad."""
+        try:
+            if accounts is None:
+                return list(map(self._default_targets.__getitem__, dates))
+            return list(map(dict.__getitem__, map(self._targets.__getitem__, accounts), dates))
+        except KeyError:
+            pass  # a value not seen before, bad, or not cached: work out just those rows
+        targets: list[list[int] | None]
+        if accounts is None:
+            targets = list(map(self._default_targets.get, dates))
+        else:
+            by_date = map(self._targets.get, accounts, repeat(_NO_TARGETS))
+            targets = list(map(dict.get, by_date, dates))
+        position = -1
+        try:
+            while True:
+                position = targets.index(None, position + 1)
+                account = None if accounts is None else accounts[position]
+                targets[position] = self._target(dates[position], account)
+        except ValueError:
+            pass
+        return targets
+
+    def _seen_keys_of(
+        self, ids: Sequence[str], joined: str, numeric: bool, accounts: Sequence[str] | None
+    ) -> Sequence[int | str]:
+        """The duplicate check's keys of a column of valid ids (``joined`` by newlines)."""
+        if numeric:
+            numbers = list(map(int, ids))
+            if accounts is None:
+                return numbers  # the default account's base is 0
+            return list(map(or_, _lookup(self._bases, accounts, self._bases_of), numbers))
+        if accounts is None:
+            account_keys: Iterable[int] = repeat(self._default_key)
+        else:
+            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
+        if _ANY_NUMERIC_ID_RE.search(joined) is not None:
+            return list(map(self._seen_key, account_keys, ids))  # mixed: row by row
+        if accounts is None:
+            return ids
+        return list(map(add, map(self._prefixes.__getitem__, account_keys), ids))
+
     def feed(
         self,
         records: Sequence[Sequence[str]],
@@ -355,9 +468,9 @@ class RowValidator:
     ) -> list[Transaction]:
         """Validate one batch of non-blank records; return the accepted ones when ``collect``.
 
-        Clean stretches of rows take the column-wise path; a stretch holding any row that
-        would be rejected is halved until the row-at-a-time path takes over for a few rows.
-        Both paths apply the same rules to the same state, in file order.
+        A batch takes the column-wise path, which passes the rows it cannot accept to the
+        row-at-a-time path; small batches and files with undecodable bytes take the latter
+        directly. Both apply the same rules to the same state, in file order.
         """
         accepted: list[Transaction] = []
         self.rows_read += len(records)
@@ -374,73 +487,112 @@ class RowValidator:
     ) -> None:
         if len(records) <= _ROW_AT_A_TIME or self.check_encoding:
             self._feed_rows(records, lines, collect, accepted)
-        elif not self._feed_columns(records, lines, collect, accepted):
-            half = len(records) // 2
-            self._feed(records[:half], lines[:half], collect, accepted)
-            self._feed(records[half:], lines[half:], collect, accepted)
+        else:
+            self._feed_columns(records, lines, collect, accepted)
 
-    def _feed_columns(  # noqa: PLR0911 - a sequence of cheap all-or-nothing checks
+    def _feed_columns(
         self,
         records: Sequence[Sequence[str]],
         lines: Sequence[int],
         collect: bool,
         accepted: list[Transaction],
-    ) -> bool:
-        """Accept every record of a clean stretch at C speed, or change nothing and say so.
+    ) -> None:
+        """Take a batch of records column by column, at C speed.
 
-        Each check runs over a whole column with ``map``/``zip``/``set`` (loops in C). Caches,
-        and the ledger's list of account names, may fill on the way (an account without
-        buckets has no summary); the seen ids and the buckets change only once every row has
-        passed.
+        Each check runs over a whole column with ``map``/``zip``/``dict`` (loops in C). A row
+        that fails a check before the duplicate one (field count, id, date, amount, account)
+        changes no state, and among the others a row is a duplicate exactly when its key was
+        seen before or earlier in the batch: so every other row is accepted at once, and the
+        rows set aside go through the row-at-a-time path afterwards, in file order, for
+        their exact rejection code (a duplicate then finds its key among the seen ones).
         """
         width, id_at, date_at, amount_at, account_at = self.columns
-        lengths = set(map(len, records))
-        if len(lengths) != 1 or width not in lengths:
-            return False
-        columns = list(zip(*records, strict=True))
+        # Positions (in ``records``) of the rows taken column-wise, and of the set-aside ones.
+        columns, positions, aside = _columns(records, width)
         ids: Sequence[str] = columns[id_at]
-        joined = "".join(ids)
+        joined = "\n".join(ids)
         if " " in joined or "\t" in joined:
             ids = list(map(str.strip, ids, repeat(_TRIM)))
-            joined = "".join(ids)
-        if "" in ids or max(map(len, ids)) > MAX_ID_LENGTH or not joined.isprintable():
-            return False
-        keys = _lookup(self._dates, columns[date_at], self._dates_of)
-        if _BAD_DATE in keys:
-            return False
+            joined = "\n".join(ids)
+        bad: set[int] = set()  # indexes into the columns
+        # An id holding a line break is invalid (a control character) and adds a line.
+        one_per_line = joined.count("\n") == len(ids) - 1
+        numeric = one_per_line and _NUMERIC_IDS_RE.fullmatch(joined) is not None
+        if not numeric and (
+            not one_per_line
+            or "" in ids
+            or max(map(len, ids), default=0) > MAX_ID_LENGTH
+            or not "".join(ids).isprintable()
+        ):
+            bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
+        accounts = None if account_at is None else columns[account_at]
+        targets = self._targets_of(columns[date_at], accounts)
+        if None in targets:
+            bad.update(i for i, target in enumerate(targets) if target is None)
         # Amounts rarely repeat enough for a cache to pay: convert the column in bulk.
         cents = self._amounts_of(columns[amount_at])
         if _BAD_AMOUNT in cents:
-            return False
-        account_keys: Iterable[int]
-        if account_at is None:
-            # The default account is the ledger's first, so its key is 0: key | 0 == key.
-            account_keys, bucket_keys = repeat(self._default_key), keys
-            seen_keys: Sequence[str] = ids
-        else:
-            account_keys = _lookup(self._account_keys, columns[account_at], self._account_keys_of)
-            if _BAD_ACCOUNT in account_keys:
-                return False
-            bucket_keys = list(map(int.__or__, account_keys, keys))
-            seen_keys = list(map(str.__add__, map(self._prefixes.__getitem__, account_keys), ids))
+            bad.update(i for i, amount in enumerate(cents) if amount == _BAD_AMOUNT)
+        rows = _Rows(positions, ids, columns[date_at], accounts, targets, cents)
+        if bad:
+            keep = [True] * len(ids)
+            for i in bad:
+                keep[i] = False
+            aside = sorted(aside + rows.keep(keep))
+            joined = "\n".join(rows.ids)
+            numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
+        if rows.ids:
+            aside = sorted(aside + self._accept(rows, joined, numeric))
+            if collect:
+                self._collect(rows, [lines[i] for i in rows.positions], accepted)
+        for i in aside:
+            self._feed_rows((records[i],), (lines[i],), collect, accepted)
+
+    def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
+        """Accept every row that is not a duplicate; return the positions of the others."""
+        seen_keys = self._seen_keys_of(rows.ids, joined, numeric, rows.accounts)
         fresh = dict.fromkeys(seen_keys)
+        duplicates: list[int] = []
         if len(fresh) != len(seen_keys) or not self._seen.keys().isdisjoint(fresh):
-            return False
+            keep = self._first_sightings(seen_keys)
+            duplicates = rows.keep(keep)
+            fresh = dict.fromkeys(compress(seen_keys, keep))
         self._seen.update(fresh)
-        add_to_buckets(self.ledger.buckets, bucket_keys, cents)
-        if collect:
-            names = self.ledger.accounts
-            shift = self.ledger.ACCOUNT_SHIFT
-            dates = map(str.strip, columns[date_at], repeat(_TRIM))
-            accepted.extend(
-                Transaction(
-                    names[a >> shift], tx_id, date, key // 16 or None, key % 16, amount, line
-                )
-                for a, tx_id, date, key, amount, line in zip(
-                    account_keys, ids, dates, keys, cents, lines, strict=False
-                )
+        self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
+        return duplicates
+
+    def _first_sightings(self, keys: Sequence[int | str]) -> list[bool]:
+        """For each key, whether it is neither seen already nor earlier in ``keys``."""
+        seen, batch = self._seen, set()
+        firsts = []
+        for key in keys:
+            firsts.append(key not in seen and key not in batch)
+            batch.add(key)
+        return firsts
+
+    def _collect(self, rows: _Rows, lines: Sequence[int], accepted: list[Transaction]) -> None:
+        """Build the :class:`Transaction` values of rows the column path accepted."""
+        ids, dates, accounts, cents = rows.ids, rows.dates, rows.accounts, rows.cents
+        account_keys: Iterable[int] = (
+            repeat(self._default_key)
+            if accounts is None
+            else _lookup(self._account_keys, accounts, self._account_keys_of)
+        )
+        keys = _lookup(self._dates, dates, self._dates_of)
+        names = self.ledger.accounts
+        shift = self.ledger.ACCOUNT_SHIFT
+        accepted.extend(
+            Transaction(names[a >> shift], tx_id, date, key // 16 or None, key % 16, amount, line)
+            for a, tx_id, date, key, amount, line in zip(
+                account_keys,
+                ids,
+                map(str.strip, dates, repeat(_TRIM)),
+                keys,
+                cents,
+                lines,
+                strict=False,
             )
-        return True
+        )
 
     def _feed_rows(  # noqa: C901, PLR0912 - one frame per batch is the point (module doc)
         self,
@@ -484,7 +636,6 @@ class RowValidator:
             if cents == _BAD_AMOUNT:
                 reject(line, record, RejectCode.INVALID_AMOUNT)
                 continue
-            seen_key = tx_id
             if account_at is not None:
                 account_key = account_keys.get(record[account_at], _BAD_ACCOUNT - 1)
                 if account_key == _BAD_ACCOUNT - 1:
@@ -493,7 +644,7 @@ class RowValidator:
                     reject(line, record, RejectCode.INVALID_ACCOUNT)
                     continue
                 account = names[account_key >> shift]
-                seen_key = self._prefixes[account_key] + tx_id
+            seen_key = self._seen_key(account_key, tx_id)
             if seen_key in seen:
                 reject(line, record, RejectCode.DUPLICATE_ID)
                 continue
@@ -514,10 +665,76 @@ class RowValidator:
                 )
 
 
+@dataclass(slots=True)
+class _Rows:
+    """The rows the column path is taking: positions in the batch, and their columns."""
+
+    positions: Sequence[int]
+    ids: Sequence[str]
+    dates: Sequence[str]
+    accounts: Sequence[str] | None
+    targets: list[list[int] | None]
+    cents: list[int]
+
+    def keep(self, keep: list[bool]) -> list[int]:
+        """Keep the rows where ``keep`` is true; return the positions of the others."""
+        others = list(compress(self.positions, map(not_, keep)))
+        self.positions = list(compress(self.positions, keep))
+        self.ids = list(compress(self.ids, keep))
+        self.dates = list(compress(self.dates, keep))
+        if self.accounts is not None:
+            self.accounts = list(compress(self.accounts, keep))
+        self.targets = list(compress(self.targets, keep))
+        self.cents = list(compress(self.cents, keep))
+        return others
+
+
+def _valid_cents(texts: Sequence[str], joined: str) -> list[int]:
+    """Cents of amounts that each match SPEC §2's pattern (``joined`` by newlines)."""
+    if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
+        # The common shape ("-51.46"): dropping every dot leaves each amount in cents.
+        return list(map(int, joined.replace(".", "").split("\n")))
+    digits = _CENTS_DIGITS
+    # "-0.5" -> "-0" + "50" -> -50: the sign stays with the whole part, even for zero.
+    return [
+        int(whole + digits[fraction])
+        for whole, _, fraction in map(str.partition, texts, repeat("."))
+    ]
+
+
+def _columns(
+    records: Sequence[Sequence[str]], width: int
+) -> tuple[list[tuple[str, ...]], Sequence[int], list[int]]:
+    """The columns of the records with ``width`` fields, their positions, the others' positions."""
+    try:
+        columns = list(zip(*records, strict=True))
+    except ValueError:
+        columns = []  # records of different lengths
+    if len(columns) == width:
+        return columns, range(len(records)), []
+    right = list(map(eq, map(len, records), repeat(width)))
+    positions = list(compress(range(len(records)), right))
+    others = list(compress(range(len(records)), map(not_, right)))
+    columns = list(zip(*compress(records, right), strict=True)) or [()] * width
+    return columns, positions, others
+
+
+def _id_suspects(ids: Sequence[str]) -> list[int]:
+    """Positions of the ids the C-level checks cannot pass: empty, too long, not printable."""
+    suspects = list(compress(range(len(ids)), map(not_, map(str.isprintable, ids))))
+    if "" in ids or max(map(len, ids), default=0) > MAX_ID_LENGTH:
+        suspects += [i for i, tx_id in enumerate(ids) if not 0 < len(tx_id) <= MAX_ID_LENGTH]
+    return suspects
+
+
 def _lookup(
     cache: dict[str, _V], raw: Sequence[str], compute: Callable[[list[str]], list[_V]]
 ) -> list[_V]:
     """Cached values for a column: one C-level pass, then one ``compute`` call for the misses."""
+    try:
+        return list(map(cache.__getitem__, raw))
+    except KeyError:
+        pass
     values = list(map(cache.get, raw))
     if None in values:
         positions: list[int] = []

@@ -8,9 +8,12 @@ summary of the whole by adding bucket to bucket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
+from operator import lt
 from typing import Any
 
 from stori_pipeline.money import average_cents, cents_to_decimal, format_cents
@@ -32,6 +35,10 @@ MONTH_NAMES = (
     "November",
     "December",
 )
+
+# ``_POSITIVE(x)`` is ``0 < x``: a C-level predicate for filter() (a partial of a builtin
+# calls faster than the bound slot wrapper ``(0).__lt__``).
+_POSITIVE = partial(lt, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,16 +218,24 @@ class Ledger:
     "no year", where ``account_key`` is the account's registration index shifted left by
     :attr:`ACCOUNT_SHIFT`. Int keys hash for free, and a batch of rows from many accounts
     folds in with one loop. :meth:`summaries` freezes it.
+
+    The column-wise hot path does not even loop: it appends each amount to its bucket's
+    *pending* list (:meth:`pending`, :meth:`append_all`, one C-level pass), and those lists
+    fold into the buckets with a few C-level calls per bucket once they hold
+    :attr:`PENDING_LIMIT` amounts, or when :meth:`summaries` is asked for.
     """
 
     ACCOUNT_SHIFT = 16  # year * 16 + month < 2**16 for every year SPEC §2 admits
-    __slots__ = ("_index", "accounts", "buckets")
+    PENDING_LIMIT = 1 << 16  # amounts held before folding: about 2 MB of ints
+    __slots__ = ("_index", "_pending", "_pending_count", "accounts", "buckets")
 
     def __init__(self) -> None:
         """Start empty."""
         self.buckets: dict[int, list[int]] = {}
         self.accounts: list[str] = []
         self._index: dict[str, int] = {}
+        self._pending: dict[int, list[int]] = {}
+        self._pending_count = 0
 
     def account_key(self, account_id: str) -> int:
         """The account's part of a bucket key, registering the account when it is new.
@@ -238,8 +253,48 @@ class Ledger:
         key = self.account_key(account_id) | ((year or 0) * 16 + month)
         add_to_buckets(self.buckets, (key,), (amount_cents,))
 
+    def pending(self, key: int) -> list[int]:
+        """The list collecting the amounts of bucket ``key`` until they are folded in.
+
+        The same list serves the bucket for the ledger's lifetime (folding empties it in
+        place), so callers may keep it, e.g. in a cache keyed on raw field text.
+        """
+        amounts = self._pending.get(key)
+        if amounts is None:
+            amounts = self._pending[key] = []
+        return amounts
+
+    def append_all(self, targets: Iterable[list[int]], amounts_cents: Sequence[int]) -> None:
+        """Append each amount to its target list (from :meth:`pending`), in one C-level pass."""
+        # map() of the unbound list.append calls it at C speed; a zero-length deque drains it.
+        deque(map(list.append, targets, amounts_cents), maxlen=0)
+        self._pending_count += len(amounts_cents)
+        if self._pending_count >= self.PENDING_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Fold every pending amount into its bucket (a few C-level calls per bucket)."""
+        buckets = self.buckets
+        for key, amounts in self._pending.items():
+            if not amounts:
+                continue
+            positive = list(filter(_POSITIVE, amounts))
+            credit_cents = sum(positive)
+            debit_count = len(amounts) - len(positive) - amounts.count(0)
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = [0, 0, 0, 0, 0]
+            bucket[0] += len(amounts)
+            bucket[1] += len(positive)
+            bucket[2] += credit_cents
+            bucket[3] += debit_count
+            bucket[4] += sum(amounts) - credit_cents
+            amounts.clear()
+        self._pending_count = 0
+
     def summaries(self) -> tuple[AccountSummary, ...]:
         """Frozen summaries, sorted by account id; months in SPEC §3 order."""
+        self.flush()
         months: dict[int, list[MonthSummary]] = {}
         mask = (1 << self.ACCOUNT_SHIFT) - 1
         for key, (count, credit_count, credit_cents, debit_count, debit_cents) in sorted(

@@ -10,6 +10,8 @@ from stori_pipeline.records import Rejection, RowValidator, Transaction
 IDS = st.one_of(
     st.integers(0, 40).map(str),  # small range: duplicates happen often
     st.sampled_from(["", " 7 ", "\x07x", "a" * 64, "a" * 65, "id\u00a0nbsp", "é"]),
+    # Numeric-looking ids that are not the number's own spelling: never a duplicate of it.
+    st.sampled_from(["07", "00", "+7", "7_0", "\u0667", "9" * 15, "9" * 16, "1" + "0" * 15]),
 )
 DATES = st.sampled_from(
     ["7/15", " 7/15\t", "2/29", "2/30", "12/31/2024", "2024-02-29", "2023-02-29", "13/1", "x", ""]
@@ -68,15 +70,73 @@ def test_fast_path_equals_reference(batches: list[list[list[str]]], with_account
     )
 
 
+def _row_path_forbidden(*_args: object) -> None:
+    raise AssertionError("a clean batch reached the row-at-a-time path")
+
+
 def test_clean_batches_take_the_column_path() -> None:
     """A clean multi-account batch is accepted whole by the column path (no silent fallback)."""
     header = ["TransactionId", "Date", "Amount", "AccountId"]
     validator = RowValidator(header, default_account=None, on_reject=lambda _r: None)
+    validator._feed_rows = _row_path_forbidden  # type: ignore[method-assign]
     rows = [[str(i), f"{i % 12 + 1}/1", f"{i}.5", f"A{i % 3}"] for i in range(100)]
-    assert validator._feed_columns(rows, list(range(2, 102)), True, accepted := [])
+    accepted = validator.feed(rows, list(range(2, 102)))
     assert len(accepted) == 100
     assert {s.account_id: s.transaction_count for s in validator.ledger.summaries()} == {
         "A0": 34,
         "A1": 33,
         "A2": 33,
     }
+
+
+def test_only_bad_rows_reach_the_row_path() -> None:
+    """The column path hands exactly the rejected rows, in file order, to the row path."""
+    header = ["TransactionId", "Date", "Amount", "AccountId"]
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    handed: list[int] = []
+    row_path = validator._feed_rows
+
+    def spy(records: list[list[str]], lines: list[int], *args: object) -> None:
+        handed.extend(lines)
+        row_path(records, lines, *args)  # type: ignore[arg-type]
+
+    validator._feed_rows = spy  # type: ignore[assignment,method-assign]
+    rows = [[str(i), "7/15", "1.00", "A"] for i in range(60)]
+    rows[5][1] = "2/30"  # invalid_date
+    rows[9] = [*rows[9], "x"]  # field_count
+    rows[20][0] = "3"  # duplicate of an earlier row in the batch
+    rows[33][2] = "1.234"  # invalid_amount
+    rows[41][3] = "bad!"  # invalid_account
+    rows[50][0] = ""  # invalid_id
+    validator.feed(rows, list(range(2, 62)))
+    bad = [7, 11, 22, 35, 43, 52]
+    assert handed == bad
+    assert [r.line for r in rejected] == bad
+    assert [r.code for r in rejected] == [
+        "invalid_date",
+        "field_count",
+        "duplicate_id",
+        "invalid_amount",
+        "invalid_account",
+        "invalid_id",
+    ]
+
+
+def test_numeric_ids_keep_their_spelling() -> None:
+    """An all-numeric batch (int keys) then a mixed one: "7" repeats, "07" and "+7" do not."""
+    header = ["Id", "Date", "Amount", "AccountId"]
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    numeric = [[str(i), "7/15", "1.00", f"A{i % 2}"] for i in range(40)]
+    validator.feed(numeric, list(range(2, 42)), collect=False)
+    mixed = [[tx_id, "7/15", "1.00", "A1"] for tx_id in ("07", "+7", "7", "\u0667", "x7", "7 ")]
+    mixed += [[f"y{i}", "7/15", "1.00", "A0"] for i in range(20)]
+    validator.feed(mixed, list(range(42, 42 + len(mixed))))
+    # "7" (line 44) was accepted for A1 in the numeric batch; "7 " trims to "7" (line 47).
+    assert [(r.line, r.id, r.code) for r in rejected] == [
+        (44, "7", "duplicate_id"),
+        (47, "7", "duplicate_id"),
+    ]
+    counts = sum(summary.transaction_count for summary in validator.ledger.summaries())
+    assert counts == 40 + len(mixed) - 2

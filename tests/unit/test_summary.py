@@ -103,3 +103,39 @@ def test_ledger_builds_summaries() -> None:
     ]
     assert b.credit == Flow(2, 6150)
     assert b.debit == Flow(1, -1030)
+
+
+class _SmallLedger(Ledger):
+    """A ledger that folds its pending amounts every 7 rows, so folding happens mid-batch."""
+
+    __slots__ = ()
+    PENDING_LIMIT = 7
+
+
+def test_pending_amounts_fold_into_the_same_buckets_as_add() -> None:
+    """Amounts appended to pending lists give exactly the summaries Ledger.add gives."""
+    rows = [
+        ("A" if i % 3 else "B", 2024 if i % 5 else None, i % 12 + 1, (i % 21 - 10) * 101)
+        for i in range(200)
+    ]
+    assert any(cents == 0 for *_, cents in rows)
+    by_add, by_pending = Ledger(), _SmallLedger()
+    for account, year, month, cents in rows:
+        by_add.add(account, year, month, cents)
+    for start in range(0, len(rows), 30):
+        chunk = rows[start : start + 30]
+        targets = [
+            by_pending.pending(by_pending.account_key(account) | ((year or 0) * 16 + month))
+            for account, year, month, _ in chunk
+        ]
+        by_pending.append_all(targets, [cents for *_, cents in chunk])
+    assert by_pending.summaries() == by_add.summaries()
+    assert by_pending.summaries() == by_add.summaries()  # folding twice adds nothing
+
+
+def test_an_account_with_only_an_empty_pending_list_has_no_summary() -> None:
+    """A pending list made for rows that were then rejected creates no bucket."""
+    ledger = Ledger()
+    ledger.pending(ledger.account_key("A") | 7)
+    ledger.add("B", None, 7, 100)
+    assert [s.account_id for s in ledger.summaries()] == ["B"]
