@@ -2,8 +2,10 @@
 
 :class:`RowValidator` is the hot path of the whole system. It takes records in batches (one
 Python frame per batch, not per row) and keeps small bounded caches keyed on the *raw* field
-text, because dates, amounts and account ids repeat a great deal in real files: a cache hit
-replaces trimming, a regex match and the conversion with one dict lookup.
+text, because dates and account ids repeat a great deal in real files: a cache hit replaces
+trimming, a regex match and the conversion with one dict lookup. Batches go column by column
+(``map``/``zip``/regex over whole columns, loops in C); only rows that are rejected, and small
+batches, take the row-at-a-time path, which defines the exact semantics.
 """
 
 from __future__ import annotations
