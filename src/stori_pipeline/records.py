@@ -90,6 +90,7 @@ _CACHE_LIMIT = 1 << 16
 _BAD_DATE = -1
 _BAD_AMOUNT = 1 << 60
 _BAD_ACCOUNT = -1
+# Both -1: a bucket key (account key | month key) is then negative exactly when either is bad.
 # Below this many records, the row-at-a-time path costs less than the column-wise one.
 _ROW_AT_A_TIME = 16
 # An empty mapping for lookups of accounts without cached targets (never written to).
@@ -426,6 +427,14 @@ class RowValidator:
             return list(map(dict.__getitem__, map(self._targets.__getitem__, accounts), dates))
         except KeyError:
             pass  # a value not seen before, bad, or not cached: work out just those rows
+        if self._target_count >= _CACHE_LIMIT:
+            # A file of many accounts: (account, date) pairs no longer fit the cache, but
+            # dates and accounts alone still do: look the buckets up by their int keys.
+            month_keys = _lookup(self._dates, dates, self._dates_of)
+            if accounts is None:
+                return self.ledger.pending_lists(month_keys)  # the default account's key is 0
+            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
+            return self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
         targets: list[list[int] | None]
         if accounts is None:
             targets = list(map(self._default_targets.get, dates))

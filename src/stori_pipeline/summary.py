@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
+from itertools import repeat
 from operator import lt
 from typing import Any
 
@@ -39,6 +40,8 @@ MONTH_NAMES = (
 # ``_POSITIVE(x)`` is ``0 < x``: a C-level predicate for filter() (a partial of a builtin
 # calls faster than the bound slot wrapper ``(0).__lt__``).
 _POSITIVE = partial(lt, 0)
+# Below this many amounts, folding them one by one costs less than the C-level calls.
+_FEW = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +225,9 @@ class Ledger:
     The column-wise hot path does not even loop: it appends each amount to its bucket's
     *pending* list (:meth:`pending`, :meth:`append_all`, one C-level pass), and those lists
     fold into the buckets with a few C-level calls per bucket once they hold
-    :attr:`PENDING_LIMIT` amounts, or when :meth:`summaries` is asked for.
+    :attr:`PENDING_LIMIT` amounts (or four per bucket, when there are more buckets than that
+    allows: folding walks every list, so it stays a constant cost per row even for a file of
+    100,000 accounts), or when :meth:`summaries` is asked for.
     """
 
     ACCOUNT_SHIFT = 16  # year * 16 + month < 2**16 for every year SPEC §2 admits
@@ -264,12 +269,20 @@ class Ledger:
             amounts = self._pending[key] = []
         return amounts
 
+    def pending_lists(self, keys: Sequence[int]) -> list[list[int] | None]:
+        """:meth:`pending` of each key, ``None`` for a negative key (a row that has no bucket)."""
+        try:
+            return list(map(self._pending.__getitem__, keys))
+        except KeyError:
+            pass  # a bucket without a list yet, or a negative key
+        return [None if key < 0 else self.pending(key) for key in keys]
+
     def append_all(self, targets: Iterable[list[int]], amounts_cents: Sequence[int]) -> None:
         """Append each amount to its target list (from :meth:`pending`), in one C-level pass."""
         # map() of the unbound list.append calls it at C speed; a zero-length deque drains it.
         deque(map(list.append, targets, amounts_cents), maxlen=0)
         self._pending_count += len(amounts_cents)
-        if self._pending_count >= self.PENDING_LIMIT:
+        if self._pending_count >= max(self.PENDING_LIMIT, 4 * len(self._pending)):
             self.flush()
 
     def flush(self) -> None:
@@ -277,6 +290,10 @@ class Ledger:
         buckets = self.buckets
         for key, amounts in self._pending.items():
             if not amounts:
+                continue
+            if len(amounts) < _FEW:  # a file of many accounts: a few rows per bucket
+                add_to_buckets(buckets, repeat(key, len(amounts)), amounts)
+                amounts.clear()
                 continue
             positive = list(filter(_POSITIVE, amounts))
             credit_cents = sum(positive)
@@ -297,9 +314,9 @@ class Ledger:
         self.flush()
         months: dict[int, list[MonthSummary]] = {}
         mask = (1 << self.ACCOUNT_SHIFT) - 1
-        for key, (count, credit_count, credit_cents, debit_count, debit_cents) in sorted(
-            self.buckets.items()
-        ):
+        buckets = self.buckets
+        for key in sorted(buckets):  # ints sort several times faster than (int, list) pairs
+            count, credit_count, credit_cents, debit_count, debit_cents = buckets[key]
             month_key = key & mask
             months.setdefault(key >> self.ACCOUNT_SHIFT, []).append(
                 MonthSummary(

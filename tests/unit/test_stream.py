@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stori_pipeline import Rejection, Transaction, TransactionStream
+from stori_pipeline import Rejection, Transaction, TransactionStream, summarize_stream
 from tests.unit._support import CHUNK_SIZES, chunked, comparable, oracle_with_rows
 from tests.unit.test_properties import GeneratedFile, csv_files
 
@@ -101,3 +101,17 @@ async def test_result_before_reading_is_an_error() -> None:
     stream = TransactionStream(chunked(b"Id,Date,Transaction\n1,7/15,1\n", 8), account="A")
     with pytest.raises(RuntimeError):
         stream.result()
+
+
+def test_import_result_repr_counts_instead_of_listing_summaries() -> None:
+    """The repr stays short however many accounts (asyncio.run formats it on return)."""
+    body = "".join(f"{i},7/15,1.00,A{i}\n" for i in range(2000))
+    data = ("TransactionId,Date,Amount,AccountId\n" + body).encode()
+
+    async def run() -> str:
+        return repr(await summarize_stream(chunked(data, 1 << 30)))
+
+    text = asyncio.run(run())
+    assert text == (
+        "ImportResult(rows_read=2000, rows_accepted=2000, rows_rejected=0, accounts=<2000>)"
+    )

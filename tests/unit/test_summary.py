@@ -106,7 +106,7 @@ def test_ledger_builds_summaries() -> None:
 
 
 class _SmallLedger(Ledger):
-    """A ledger that folds its pending amounts every 7 rows, so folding happens mid-batch."""
+    """A ledger that folds its pending amounts early, so folding happens between batches."""
 
     __slots__ = ()
     PENDING_LIMIT = 7
@@ -115,7 +115,7 @@ class _SmallLedger(Ledger):
 def test_pending_amounts_fold_into_the_same_buckets_as_add() -> None:
     """Amounts appended to pending lists give exactly the summaries Ledger.add gives."""
     rows = [
-        ("A" if i % 3 else "B", 2024 if i % 5 else None, i % 12 + 1, (i % 21 - 10) * 101)
+        ("A" if i % 3 else "B", 2024 if i % 5 else None, i % 2 + 1, (i % 21 - 10) * 101)
         for i in range(200)
     ]
     assert any(cents == 0 for *_, cents in rows)
@@ -129,6 +129,7 @@ def test_pending_amounts_fold_into_the_same_buckets_as_add() -> None:
             for account, year, month, _ in chunk
         ]
         by_pending.append_all(targets, [cents for *_, cents in chunk])
+    assert by_pending.buckets  # folded on the way (8 buckets: every 32 amounts)
     assert by_pending.summaries() == by_add.summaries()
     assert by_pending.summaries() == by_add.summaries()  # folding twice adds nothing
 

@@ -465,6 +465,33 @@ def test_last_record_without_newline_keeps_its_line_number() -> None:
     assert out["rejected"] == [{"line": 3, "id": "2", "code": "invalid_date"}]
 
 
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [
+        (b'3,7/15,"5\n', 4),  # the text ends inside an open quote, right after a line break
+        (b'3,7/15,"5\n"\n', 5),  # the same field, closed, then the record's own line break
+        (b'3,7/15,"5\r', 4),
+    ],
+)
+def test_line_of_a_last_record_cut_inside_its_quote(tail: bytes, line: int) -> None:
+    """A truncated upload ending inside a quoted field: the line break in it ends the file.
+
+    The multi-line record before it makes the batch count lines from the fields, where the
+    last line break of an open quote must not count as one more line (csv's count).
+    """
+    data = CHALLENGE.encode() + b'1,7/15,"multi\nline"\n' + tail
+    out = summarize_every_chunking(data, account=ACCOUNT)
+    lines = [(r["line"], r["code"]) for r in out["rejected"]]
+    assert lines == [(3, "invalid_amount"), (line, "invalid_amount")]
+
+
+def test_header_past_the_csv_limit_is_malformed_not_a_traceback() -> None:
+    """An unterminated quote swallowing the header is malformed_csv, reported at its line."""
+    out = summarize_bytes(b'\n"' + b"x" * 140_000, account=ACCOUNT, chunk_size=4096)
+    assert out["fileError"] == "malformed_csv"
+    assert out["rowsRead"] == 0
+
+
 def test_field_past_the_csv_limit_rejects_the_file_from_there() -> None:
     """A 200,000-character field is malformed_csv at its line; rows before it were read.
 
