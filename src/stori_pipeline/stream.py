@@ -127,6 +127,12 @@ class _TextSource:
         """The text has ended, and not with a line break."""
         return self.done and self._last not in ("", "\n")
 
+    async def aclose(self) -> None:
+        """Close the chunk iterator, when it can be closed (an async generator can)."""
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()
+
     async def read(self, _size: int) -> str:
         while not self.done:
             errors = _DecodingErrors.count
@@ -193,8 +199,20 @@ class TransactionStream:
         if self._validator is not None:
             self._validator.check_encoding = True
 
-    async def __aiter__(self) -> AsyncIterator[list[Transaction]]:  # noqa: C901 - one loop
+    async def __aiter__(self) -> AsyncIterator[list[Transaction]]:
         source = _TextSource(self._chunks, self._undecodable_seen)
+        try:
+            async for batch in self._batches(source):
+                yield batch
+        finally:
+            # Close the byte source now, however reading ended (a rejected header, a break
+            # in the caller): left to the garbage collector, an open file or S3 body may
+            # outlive the event loop.
+            await source.aclose()
+
+    async def _batches(  # noqa: C901 - one loop
+        self, source: _TextSource
+    ) -> AsyncIterator[list[Transaction]]:
         reader = AsyncReader(source)
         # AsyncReader.__anext__ is a Python coroutine around aiocsv's C parser, and its
         # line_num a Python property: iterating the parser itself saves both on every row

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -115,3 +117,28 @@ def test_import_result_repr_counts_instead_of_listing_summaries() -> None:
     assert text == (
         "ImportResult(rows_read=2000, rows_accepted=2000, rows_rejected=0, accounts=<2000>)"
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"Nope,Header\n1,2\n", b"Id,Date,Amount\n" + b"1,7/15,1\n" * 2000],
+    ids=["rejected-header", "caller-stops-early"],
+)
+def test_the_byte_source_is_closed_when_reading_ends(data: bytes) -> None:
+    """However reading ends, the chunk iterator is closed then, not left to GC or loop exit."""
+    closed: list[bool] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            for start in range(0, len(data), 64):
+                yield data[start : start + 64]
+        finally:
+            closed.append(True)
+
+    async def run() -> None:
+        async with contextlib.aclosing(TransactionStream(chunks(), account="A").__aiter__()) as it:
+            async for _batch in it:
+                break  # the caller stops after the first batch
+        assert closed == [True]  # before the event loop's own clean-up at exit
+
+    asyncio.run(run())
