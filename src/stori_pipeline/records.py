@@ -93,8 +93,6 @@ _BAD_ACCOUNT = -1
 # Both -1: a bucket key (account key | month key) is then negative exactly when either is bad.
 # Below this many records, the row-at-a-time path costs less than the column-wise one.
 _ROW_AT_A_TIME = 16
-# An empty mapping for lookups of accounts without cached targets (never written to).
-_NO_TARGETS: dict[str, list[int]] = {}
 _V = TypeVar("_V")
 
 
@@ -297,11 +295,12 @@ class RowValidator:
         self._account_keys: dict[str, int] = {}
         self._prefixes: dict[int, str] = {0: ""}
         self._bases: dict[str, int] = {}
-        # Raw date text -> the ledger's pending list of its bucket, per raw account text (or
-        # for the default account): one C-level lookup per row validates the date and the
-        # account and finds where the amount goes. Bounded like every cache here.
-        self._targets: dict[str, dict[str, list[int]]] = {}
-        self._default_targets: dict[str, list[int]] = {}
+        # Raw date text -> the ledger's pending list of its bucket (None when the date or the
+        # account is bad), per raw account text or for the default account: one C-level
+        # lookup per row validates the date and the account and finds where the amount
+        # goes. Bounded like every cache here (to within one batch).
+        self._targets: dict[str, dict[str, list[int] | None]] = {}
+        self._default_targets: dict[str, list[int] | None] = {}
         self._target_count = 0
         # Accepted ids, keyed by account and id (_seen_key): the only state that grows with
         # the file (SPEC §2). A dict of keys -> None, not a set: CPython GC-tracks every
@@ -393,30 +392,6 @@ class RowValidator:
             self._bases.update(zip(raws, bases, strict=True))
         return bases
 
-    def _target(self, raw_date: str, raw_account: str | None) -> list[int] | None:
-        """The pending list for a row's bucket, or ``None`` when its date or account is bad."""
-        month_key = self._dates.get(raw_date)
-        if month_key is None:
-            month_key = self._date(raw_date)
-        if month_key == _BAD_DATE:
-            return None
-        if raw_account is None:
-            account_key, cache = self._default_key, self._default_targets
-        else:
-            account_key = self._account_keys.get(raw_account, _BAD_ACCOUNT - 1)
-            if account_key == _BAD_ACCOUNT - 1:
-                account_key = self._account_key(raw_account)
-            if account_key == _BAD_ACCOUNT:
-                return None
-            cache = self._targets.get(raw_account, {})
-            if not cache and self._target_count < _CACHE_LIMIT:
-                self._targets[raw_account] = cache
-        target = self.ledger.pending(account_key | month_key)
-        if self._target_count < _CACHE_LIMIT:
-            cache[raw_date] = target
-            self._target_count += 1
-        return target
-
     def _targets_of(
         self, dates: Sequence[str], accounts: Sequence[str] | None
     ) -> list[list[int] | None]:
@@ -426,29 +401,23 @@ class RowValidator:
                 return list(map(self._default_targets.__getitem__, dates))
             return list(map(dict.__getitem__, map(self._targets.__getitem__, accounts), dates))
         except KeyError:
-            pass  # a value not seen before, bad, or not cached: work out just those rows
-        if self._target_count >= _CACHE_LIMIT:
-            # A file of many accounts: (account, date) pairs no longer fit the cache, but
-            # dates and accounts alone still do: look the buckets up by their int keys.
-            month_keys = _lookup(self._dates, dates, self._dates_of)
-            if accounts is None:
-                return self.ledger.pending_lists(month_keys)  # the default account's key is 0
-            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
-            return self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
-        targets: list[list[int] | None]
+            pass  # a date or account text not seen before: look the buckets up by int key
+        month_keys = _lookup(self._dates, dates, self._dates_of)
         if accounts is None:
-            targets = list(map(self._default_targets.get, dates))
+            targets = self.ledger.pending_lists(month_keys)  # the default account's key is 0
         else:
-            by_date = map(self._targets.get, accounts, repeat(_NO_TARGETS))
-            targets = list(map(dict.get, by_date, dates))
-        position = -1
-        try:
-            while True:
-                position = targets.index(None, position + 1)
-                account = None if accounts is None else accounts[position]
-                targets[position] = self._target(dates[position], account)
-        except ValueError:
-            pass
+            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
+            targets = self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
+        if self._target_count < _CACHE_LIMIT:  # remember them, bad ones too, for next time
+            if accounts is None:
+                self._default_targets.update(zip(dates, targets, strict=True))
+            else:
+                for account, date, target in zip(accounts, dates, targets, strict=True):
+                    by_date = self._targets.get(account)
+                    if by_date is None:
+                        by_date = self._targets[account] = {}
+                    by_date[date] = target
+            self._target_count += len(dates)  # an upper bound: some were there already
         return targets
 
     def _seen_keys_of(
