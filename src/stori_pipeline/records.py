@@ -75,7 +75,7 @@ _ACCOUNT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NUMERIC_ID = r"(?:0|[1-9]\d{0,14}+)"
 _NUMERIC_IDS_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+{_NUMERIC_ID}", re.ASCII)
 _ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
-_MAX_NUMERIC_ID_LENGTH = 15
+_ONE_NUMERIC_ID_RE = re.compile(_NUMERIC_ID, re.ASCII)
 # An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
 _SEEN_SHIFT = 34
 _SHORT_DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
@@ -377,12 +377,7 @@ class RowValidator:
 
     def _seen_key(self, account_key: int, tx_id: str) -> int | str:
         """The duplicate check's key of a (valid, trimmed) id of an account (_NUMERIC_ID)."""
-        if (
-            tx_id.isdigit()
-            and tx_id.isascii()
-            and len(tx_id) <= _MAX_NUMERIC_ID_LENGTH
-            and (tx_id[0] != "0" or len(tx_id) == 1)
-        ):
+        if _ONE_NUMERIC_ID_RE.fullmatch(tx_id) is not None:
             return account_key << _SEEN_SHIFT | int(tx_id)
         return self._prefixes[account_key] + tx_id
 

@@ -110,7 +110,7 @@ class _TextSource:
 
     A final lone ``\r`` makes aiocsv drop the last record, so a ``\n`` is added here, where
     it costs nothing per row (``\r\n`` ends the same line). The other end-of-text quirk, a
-    last record without a line break counted one line short, is :func:`_feed_batch`'s, told
+    last record without a line break counted one line short, is :func:`_batch_lines`'s, told
     by ``unterminated``.
     """
 
@@ -255,18 +255,31 @@ class TransactionStream:
             async for record in records:
                 batch.append(record)
                 if len(batch) >= size:
-                    lines = _batch_lines(batch, line, parser.line_num - counted, source)
-                    accepted += _feed_batch(validator, batch, lines, collect)
-                    line, counted, batch = lines[-1], parser.line_num, []
+                    taken, line = _feed_batch(
+                        validator,
+                        batch,
+                        start=line,
+                        counted=parser.line_num - counted,
+                        source=source,
+                        collect=collect,
+                    )
+                    accepted += taken
+                    counted, batch = parser.line_num, []
                     if len(accepted) >= size:
                         yield accepted[:size]
                         del accepted[:size]
         except csv.Error as exc:
             error = exc
         if batch:
-            lines = _batch_lines(batch, line, parser.line_num - counted, source)
-            accepted += _feed_batch(validator, batch, lines, collect)
-            line = lines[-1]
+            taken, line = _feed_batch(
+                validator,
+                batch,
+                start=line,
+                counted=parser.line_num - counted,
+                source=source,
+                collect=collect,
+            )
+            accepted += taken
         if error is not None:
             # Past the csv module's field limit (131,072 characters) — in practice an
             # unterminated quote swallowing the rest of the file. The rows before it were
@@ -352,15 +365,27 @@ def _batch_lines(
     return lines
 
 
-def _feed_batch(
-    validator: RowValidator, batch: list[list[str]], lines: Sequence[int], collect: bool
-) -> list[Transaction]:
-    """Validate a batch of records, dropping blank lines (empty records, lines but not rows)."""
+def _feed_batch(  # noqa: PLR0913 - the batch and where the line counts stood
+    validator: RowValidator,
+    batch: list[list[str]],
+    *,
+    start: int,
+    counted: int,
+    source: _TextSource,
+    collect: bool,
+) -> tuple[list[Transaction], int]:
+    """Validate a batch of records (see :func:`_batch_lines` for ``start`` and ``counted``).
+
+    Blank lines (empty records) are dropped: lines, but not rows. Returns the accepted rows
+    and the line the batch's last record ends on.
+    """
+    lines = _batch_lines(batch, start, counted, source)
+    end = lines[-1]
     if not all(batch):
         kept = [i for i, record in enumerate(batch) if record]
         batch = [batch[i] for i in kept]
         lines = [lines[i] for i in kept]
-    return validator.feed(batch, lines, collect=collect) if batch else []
+    return (validator.feed(batch, lines, collect=collect) if batch else []), end
 
 
 async def summarize_stream(
