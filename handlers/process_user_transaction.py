@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stori_pipeline.errors import PermanentError, StoriPipelineError
 from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
+from stori_pipeline.scaleout import start_workflow
 from stori_pipeline.settings import IngestSettings, metrics_namespace
 
 SERVICE = "process-user-transaction"
@@ -67,6 +68,32 @@ def _metrics(result: dict[str, Any]) -> None:
     metrics.flush_metrics()
 
 
+async def _start_workflow(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
+    import aioboto3  # noqa: PLC0415 - built per invocation, never at import
+
+    session = aioboto3.Session()
+    async with session.client("s3") as s3, session.client("stepfunctions") as sfn:
+        return await start_workflow(
+            target, state_machine_arn=settings.state_machine_arn, s3=s3, stepfunctions=sfn
+        )
+
+
+def _route(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
+    """Objects of at least LARGE_OBJECT_BYTES go to the distributed workflow, others here."""
+    if not settings.routes_to_workflow(target.size):
+        return _ingest(target, settings)
+    try:
+        started = asyncio.run(_start_workflow(target, settings))
+    except PermanentError as exc:
+        logger.warning("object not processed", extra={"reason": str(exc)})
+        return {"status": "skipped", "reason": str(exc)}
+    except StoriPipelineError:
+        logger.exception("could not start the workflow; the invocation will be retried")
+        raise
+    logger.info("object routed to the distributed workflow", extra=started)
+    return started
+
+
 def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
     try:
         result = asyncio.run(
@@ -95,7 +122,7 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
     if result.events_skipped:
         logger.error("summary events too large", extra={"accounts": result.events_skipped})
     _metrics(summary)
-    return {"status": "processed", **summary}
+    return {"status": "processed", "path": "single", "ranges": None, **summary}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -123,7 +150,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         key_prefix=SERVICE,
     )
     def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
-        return _ingest(target, settings)
+        return _route(target, settings)
 
     response: dict[str, Any] = process(event, context)
     return response

@@ -286,6 +286,8 @@ class RowValidator:
         self.rows_rejected = 0
         # Set by the decoder once any byte failed to decode; until then no row can hold one.
         self.check_encoding = False
+        # Lines of rows another part of the file already accepted (stori_pipeline.scaleout).
+        self.duplicate_lines: frozenset[int] = frozenset()
         self._on_reject = on_reject
         self._dates: dict[str, int] = {}
         self._amounts: dict[str, int] = {}
@@ -449,9 +451,32 @@ class RowValidator:
         """
         accepted: list[Transaction] = []
         self.rows_read += len(records)
+        if self.duplicate_lines:
+            self._reserve(records, lines)
         self._feed(records, lines, collect, accepted)
         self.rows_accepted = self.rows_read - self.rows_rejected
         return accepted
+
+    def _reserve(self, records: Sequence[Sequence[str]], lines: Sequence[int]) -> None:
+        """Mark the ids of this batch's :attr:`duplicate_lines` as accepted already.
+
+        Those rows were accepted by a read of this part of the file alone, and an earlier part
+        accepted the same (account, Id): they are ``duplicate_id`` (SPEC §2), and so is any
+        later row with that id, exactly as in one read of the whole file.
+        """
+        hits = self.duplicate_lines.intersection(lines)
+        if not hits:
+            return
+        columns = self.columns
+        for record, line in zip(records, lines, strict=True):
+            if line not in hits:
+                continue
+            account_key = (
+                self._default_key
+                if columns.account is None
+                else self._account_key(record[columns.account])
+            )
+            self._seen[self._seen_key(account_key, record[columns.id].strip(_TRIM))] = None
 
     def _feed(
         self,

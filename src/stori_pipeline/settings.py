@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_NUM_WORKERS",
     "EmailSettings",
     "IngestSettings",
+    "ScaleOutSettings",
     "metrics_namespace",
 ]
 
@@ -39,6 +40,11 @@ def metrics_namespace(environ: Mapping[str, str] | None = None) -> str:
 # Chosen by the ingest benchmark's NUM_WORKERS sweep (see README, "Performance"): 16 was the
 # fastest in two runs (~10% over 8; 1 -> 2 is the big step, 32 is slower again).
 DEFAULT_NUM_WORKERS = 16
+# The distributed path (see README, "Files too big for one function"): objects from 256 MiB
+# on, ranges of 64 MiB, duplicate ids resolved in 16 partitions.
+DEFAULT_LARGE_OBJECT_BYTES = 256 * 1024 * 1024
+DEFAULT_RANGE_BYTES = 64 * 1024 * 1024
+DEFAULT_PARTITIONS = 16
 
 
 class _Env:
@@ -80,13 +86,23 @@ class IngestSettings:
     """Settings of ``process-user-transaction``."""
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE")
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("EVENT_BUS_NAME", "NUM_WORKERS", "MAX_ATTEMPTS")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "EVENT_BUS_NAME",
+        "NUM_WORKERS",
+        "MAX_ATTEMPTS",
+        "STATE_MACHINE_ARN",
+        "LARGE_OBJECT_BYTES",
+    )
 
     transactions_table: str
     event_bus_name: str
     idempotency_table: str
     num_workers: int = DEFAULT_NUM_WORKERS
     max_attempts: int = 8
+    # Objects of at least ``large_object_bytes`` start the distributed workflow instead
+    # (stori_pipeline.scaleout); no state machine means every object is read here.
+    state_machine_arn: str = ""
+    large_object_bytes: int = DEFAULT_LARGE_OBJECT_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -98,6 +114,50 @@ class IngestSettings:
             idempotency_table=env.text("IDEMPOTENCY_TABLE"),
             num_workers=env.integer("NUM_WORKERS", DEFAULT_NUM_WORKERS, 1, 64),
             max_attempts=env.integer("MAX_ATTEMPTS", 8, 1, 20),
+            state_machine_arn=env.text("STATE_MACHINE_ARN", ""),
+            large_object_bytes=env.integer(
+                "LARGE_OBJECT_BYTES", DEFAULT_LARGE_OBJECT_BYTES, 1, 1 << 50
+            ),
+        )
+        env.check()
+        return settings
+
+    def routes_to_workflow(self, size: int | None) -> bool:
+        """Whether an object of ``size`` bytes takes the distributed path."""
+        return bool(self.state_machine_arn) and size is not None and size >= self.large_object_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleOutSettings:
+    """Settings of ``process-large-transaction`` (every step of the distributed workflow)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE",)
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "EVENT_BUS_NAME",
+        "NUM_WORKERS",
+        "MAX_ATTEMPTS",
+        "RANGE_BYTES",
+        "PARTITIONS",
+    )
+
+    transactions_table: str
+    event_bus_name: str = "default"
+    num_workers: int = DEFAULT_NUM_WORKERS
+    max_attempts: int = 8
+    range_bytes: int = DEFAULT_RANGE_BYTES
+    partitions: int = DEFAULT_PARTITIONS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScaleOutSettings:
+        """Read and validate; raises ``ConfigurationError`` listing every problem."""
+        env = _Env(os.environ if environ is None else environ)
+        settings = cls(
+            transactions_table=env.text("TRANSACTIONS_TABLE"),
+            event_bus_name=env.text("EVENT_BUS_NAME", "default"),
+            num_workers=env.integer("NUM_WORKERS", DEFAULT_NUM_WORKERS, 1, 64),
+            max_attempts=env.integer("MAX_ATTEMPTS", 8, 1, 20),
+            range_bytes=env.integer("RANGE_BYTES", DEFAULT_RANGE_BYTES, 1024, 1 << 40),
+            partitions=env.integer("PARTITIONS", DEFAULT_PARTITIONS, 1, 256),
         )
         env.check()
         return settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -31,6 +31,9 @@ __all__ = [
 
 DEFAULT_BATCH_SIZE = 500
 CHUNK_SIZE = 256 * 1024
+# Enough of the text's end to hold its last field (the csv module's limit is 131,072
+# characters, and a quoted field's raw text doubles its quotes).
+_TAIL_CHARS = 2 * 131_072 + 8
 
 
 class _DecodingErrors:
@@ -119,13 +122,35 @@ class _TextSource:
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="stori-pipeline-escape")
         self._on_undecodable = on_undecodable
         self._last = ""
+        self._tail = ""  # the text's last characters (see ends_in_open_quote)
         self.done = False
-        self.saw_cr = False  # any "\r" in the text (a memchr per chunk)
 
     @property
     def unterminated(self) -> bool:
         """The text has ended, and not with a line break."""
         return self.done and self._last not in ("", "\n")
+
+    def ends_in_open_quote(self, last_field: str) -> bool:
+        """Whether the text ended inside the open quoted field ``last_field``.
+
+        Only asked when the last record's last field ends in a line break, so that field was
+        quoted. Closed, the text ends with the field's opening quote (at the start of a
+        field: after a delimiter, a line break or nothing), its escaped content, the closing
+        quote and the record's line break; left open, with the opening quote and the content
+        alone. When the text fits the closed form, the field is closed: an open field would
+        need the quote before the last line break to open it, yet that quote follows a line
+        break inside the same field.
+        """
+        raw = '"' + last_field.replace('"', '""')
+        tail = self._tail
+
+        def after_field_start(length: int) -> bool:
+            return length == len(tail) or tail[-length - 1] in ",\r\n"
+
+        for ending in ("\r\n", "\n", "\r"):
+            if tail.endswith(raw + '"' + ending) and after_field_start(len(raw) + 1 + len(ending)):
+                return False
+        return tail.endswith(raw) and after_field_start(len(raw))
 
     async def aclose(self) -> None:
         """Close the chunk iterator, when it can be closed (an async generator can)."""
@@ -149,7 +174,7 @@ class _TextSource:
                 self._on_undecodable()
             if text:
                 self._last = text[-1]
-                self.saw_cr = self.saw_cr or "\r" in text
+                self._tail = (self._tail + text)[-_TAIL_CHARS:]
                 return text
         return ""
 
@@ -167,6 +192,11 @@ class TransactionStream:
         on_reject: called with each rejected row, in file order.
         batch_size: accepted rows per batch (the last one may be shorter).
         collect: ``False`` to only summarize (no ``Transaction`` values are built).
+        line_offset: added to every line number: the object's line before the first record
+            when ``chunks`` are a header followed by a later slice of the object
+            (:mod:`stori_pipeline.scaleout`).
+        duplicate_lines: lines (with the offset) of rows to reject as ``duplicate_id`` although
+            this read sees no earlier row with their id: an earlier slice accepted it.
     """
 
     def __init__(
@@ -177,8 +207,12 @@ class TransactionStream:
         on_reject: Callable[[Rejection], object] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         collect: bool = True,
+        line_offset: int = 0,
+        duplicate_lines: Collection[int] = (),
     ) -> None:
         self._chunks = chunks
+        self._line_offset = line_offset
+        self._duplicate_lines = frozenset(duplicate_lines)
         self._account = account
         self._on_reject = on_reject or (lambda _rejection: None)
         self._batch_size = batch_size
@@ -242,11 +276,13 @@ class TransactionStream:
             self._fail(exc)
             return
         validator.check_encoding = self._undecodable
+        validator.duplicate_lines = self._duplicate_lines
         self._validator = validator
         collect, size = self._collect, self._batch_size
         # The loop below does nothing per record but keep it: line numbers are worked out
         # once per batch (_batch_lines), and blank lines dropped then (_feed_batch).
-        line = blank_lines + _record_lines(header)  # the line the last record read ends on
+        # The line the last record read ends on.
+        line = blank_lines + _record_lines(header) + self._line_offset
         counted = parser.line_num
         batch: list[list[str]] = []
         accepted: list[Transaction] = []
@@ -346,9 +382,10 @@ def _batch_lines(
 
     One record is counted a line too many from its fields: the file's last, when the text
     ended inside its open quote right after a line break (a truncated upload), so that no
-    line ends it. The parser's count tells it apart from a closed quote followed by a line
-    break, whenever the batch can hold no double count: no ``\r`` in the text, or no blank
-    line in the batch. (With both, the last line may be reported one too high.)
+    line ends it. The text's own end tells it apart from a closed quote followed by a line
+    break (:meth:`_TextSource.ends_in_open_quote`); the parser's count cannot, since it may
+    hold a double count, and a batch boundary must not change a line number (a file read in
+    slices, :mod:`stori_pipeline.scaleout`, batches differently).
     """
     if counted == len(batch) and not source.unterminated:
         return range(start + 1, start + counted + 1)
@@ -358,8 +395,7 @@ def _batch_lines(
         and not source.unterminated
         and batch[-1][-1:]
         and batch[-1][-1][-1:] in ("\r", "\n")
-        and (not source.saw_cr or all(batch))
-        and lines[-1] - start > counted
+        and source.ends_in_open_quote(batch[-1][-1])
     ):
         lines[-1] -= 1
     return lines

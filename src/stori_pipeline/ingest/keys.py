@@ -38,7 +38,7 @@ class InvalidEventError(PermanentError):
 
 @dataclass(frozen=True, slots=True)
 class ObjectCreated:
-    """The fields of an S3 "Object Created" event the pipeline needs.
+    """The fields of an S3 "Object Created" event the pipeline needs (``size`` in bytes).
 
     ``raw_key`` is the key exactly as the event carried it (possibly URL-encoded); see
     :func:`key_candidates`. ``etag`` has no surrounding quotes.
@@ -48,6 +48,7 @@ class ObjectCreated:
     raw_key: str
     etag: str
     version_id: str | None = None
+    size: int | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -85,7 +86,14 @@ def parse_object_created(event: Mapping[str, object]) -> ObjectCreated:
     etag = _text(object_obj, "etag") or _text(object_obj, "eTag")
     if bucket is None or key is None or etag is None:
         raise InvalidEventError("the event lacks detail.bucket.name, object.key or object.etag")
-    return ObjectCreated(bucket, key, etag.strip('"'), _text(object_obj, "version-id"))
+    size = object_obj.get("size")
+    return ObjectCreated(
+        bucket,
+        key,
+        etag.strip('"'),
+        _text(object_obj, "version-id"),
+        size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+    )
 
 
 def account_from_key(key: str) -> str | None:

@@ -33,7 +33,7 @@ from stori_pipeline.ingest.s3 import RejectionReport, open_object
 from stori_pipeline.records import Rejection, Transaction
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.settings import IngestSettings
-from stori_pipeline.stream import TransactionStream
+from stori_pipeline.stream import ImportResult, TransactionStream
 from stori_pipeline.summary import AccountSummary
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "IngestResult",
     "RejectionSink",
     "TransactionSink",
+    "fan_out",
+    "finish_import",
     "ingest_object",
     "ingest_stream",
 ]
@@ -126,7 +128,10 @@ class IngestResult:
         }
 
 
-async def _fan_out(stream: TransactionStream, sink: TransactionSink, num_workers: int) -> int:
+async def fan_out(
+    stream: AsyncIterable[list[Transaction]], sink: TransactionSink, num_workers: int
+) -> int:
+    """Write every batch of ``stream`` through ``sink`` with ``num_workers`` writers; the count."""
     queue: asyncio.Queue[list[Transaction] | None] = asyncio.Queue(maxsize=2 * num_workers)
     written = [0] * num_workers
 
@@ -175,10 +180,38 @@ async def ingest_stream(  # noqa: PLR0913 - the object's identity plus the three
     the events (the signal downstream acts on) are sent only once everything else is stored.
     """
     started = time.perf_counter()
-    ident = import_id(bucket, key, etag)
     stream = TransactionStream(chunks, account=account_from_key(key), on_reject=report.add)
-    items_written = await _fan_out(stream, sink, num_workers)
-    result = stream.result()
+    items_written = await fan_out(stream, sink, num_workers)
+    return await finish_import(
+        stream.result(),
+        bucket=bucket,
+        key=key,
+        etag=etag,
+        items_written=items_written,
+        publisher=publisher,
+        report=report,
+        started=started,
+    )
+
+
+async def finish_import(  # noqa: PLR0913 - the object's identity, the result and the ports
+    result: ImportResult,
+    *,
+    bucket: str,
+    key: str,
+    etag: str,
+    items_written: int,
+    publisher: EventPublisher,
+    report: RejectionSink,
+    started: float,
+) -> IngestResult:
+    """Store the report, then publish one event per account: the end of every ingest.
+
+    The single path calls it after its items are written; the distributed path
+    (:mod:`stori_pipeline.scaleout`) after every slice's items are, with the merged result —
+    so both publish exactly the same events.
+    """
+    ident = import_id(bucket, key, etag)
     published, skipped = 0, []
     if result.file_error is not None:
         report.add_file_error(str(result.file_error))

@@ -112,6 +112,8 @@ class RejectionReport:
         client: an aioboto3/aiobotocore S3 client (owned by the caller).
         bucket: the bucket of the report.
         key: the report's key (``keys.report_key`` of the object key).
+        header: ``False`` for a part of a report (:mod:`stori_pipeline.scaleout` joins the
+            parts of one file's slices with :meth:`extend`).
     """
 
     def __init__(
@@ -119,6 +121,8 @@ class RejectionReport:
         client: Any,  # noqa: ANN401 - aiobotocore clients are untyped
         bucket: str,
         key: str,
+        *,
+        header: bool = True,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -127,13 +131,19 @@ class RejectionReport:
             max_size=_SPOOL_BYTES, mode="w+b"
         )
         self._writer = csv.writer(_ByteSink(self._file), lineterminator="\n")
-        self._writer.writerow(REPORT_HEADER)
+        if header:
+            self._writer.writerow(REPORT_HEADER)
         self.count = 0
 
     def add(self, rejection: Rejection) -> None:
         """Record one rejected row."""
         self._writer.writerow((rejection.line, rejection.id, str(rejection.code)))
         self.count += 1
+
+    def extend(self, rows: bytes, count: int) -> None:
+        """Append ``count`` rows written by a header-less report (a slice's part)."""
+        self._file.write(rows)
+        self.count += count
 
     def add_file_error(self, code: str) -> None:
         """Record a file-level rejection as the single row ``0,,<code>`` (line 0: no record)."""
