@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint format bench bench-ingest clean sam-tools sam-validate sam-build \
 	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
-	build-SendUserEmailFunction
+	build-SendUserEmailFunction build-ProcessLargeTransactionFunction
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -121,3 +121,6 @@ build-ProcessUserTransactionFunction:
 
 build-SendUserEmailFunction:
 	$(call function_artifact,send_user_email)
+
+build-ProcessLargeTransactionFunction:
+	$(call function_artifact,process_large_transaction)

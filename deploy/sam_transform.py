@@ -36,7 +36,7 @@ def as_packaged(template: dict[str, Any]) -> dict[str, Any]:
     """Local code paths replaced by S3 URIs, as `sam package` (and `sam validate`) do."""
     for resource in template.get("Resources", {}).values():
         properties = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
             if isinstance(properties.get(key), str) and "://" not in properties[key]:
                 properties[key] = f"s3://packaged-code/{properties[key].strip('/') or 'root'}"
     return template

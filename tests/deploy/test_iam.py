@@ -169,11 +169,19 @@ IAM_ACTION_OF = {
     "put_events": "events:PutEvents",
     "send_email": "ses:SendEmail",
     "send_raw_email": "ses:SendRawEmail",
+    "start_execution": "states:StartExecution",
 }
 CODE_OF_ROLE = {
     "ProcessUserTransactionFunctionRole": (
         "src/stori_pipeline/ingest",
+        "src/stori_pipeline/scaleout/start.py",
         "handlers/process_user_transaction.py",
+    ),
+    "ProcessLargeTransactionFunctionRole": (
+        "src/stori_pipeline/ingest",
+        "src/stori_pipeline/scaleout/steps.py",
+        "src/stori_pipeline/scaleout/ranges.py",
+        "handlers/process_large_transaction.py",
     ),
     "SendUserEmailFunctionRole": ("src/stori_pipeline/email", "handlers/send_user_email.py"),
 }
@@ -209,3 +217,42 @@ def test_every_operation_the_code_calls_is_granted(role: str, transformed: dict[
     }
     missing = {IAM_ACTION_OF[op] for op in aws_calls} - granted
     assert not missing, f"{role} calls operations its policy does not allow: {sorted(missing)}"
+
+
+# What each kind of state in the workflow's definition needs its role to allow.
+STATE_MACHINE_ACTION_OF = {
+    "arn:aws:states:::lambda:invoke": "lambda:InvokeFunction",
+    "arn:aws:states:::sqs:sendMessage": "sqs:SendMessage",
+    "arn:aws:states:::s3:getObject": "s3:GetObject",
+}
+
+
+def _states(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for state in states.values():
+        yield state
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            yield from _states(processor["States"])
+
+
+def test_the_workflow_role_allows_every_state_of_its_definition(
+    transformed: dict[str, Any],
+) -> None:
+    """Each Task, ItemReader and Distributed Map of the ASL is allowed by the workflow's role."""
+    definition = json.loads((REPO / "statemachine" / "ingest.asl.json").read_text())
+    needed = set()
+    for state in _states(definition["States"]):
+        for resource in (state.get("Resource"), state.get("ItemReader", {}).get("Resource")):
+            if resource:
+                needed.add(STATE_MACHINE_ACTION_OF[resource])
+        mode = state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode")
+        if mode == "DISTRIBUTED":
+            needed.add("states:StartExecution")
+    assert {"lambda:InvokeFunction", "s3:GetObject", "states:StartExecution"} <= needed
+    granted = {
+        action
+        for where, statement in policy_statements(transformed)
+        if where.startswith("IngestStateMachineRole") and statement["Effect"] == "Allow"
+        for action in _as_list(statement.get("Action", []))
+    }
+    assert needed <= granted, sorted(needed - granted)

@@ -10,12 +10,18 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from stori_pipeline.errors import ConfigurationError
-from stori_pipeline.settings import DEFAULT_NUM_WORKERS, EmailSettings, IngestSettings
+from stori_pipeline.settings import (
+    DEFAULT_NUM_WORKERS,
+    EmailSettings,
+    IngestSettings,
+    ScaleOutSettings,
+)
 from tests.deploy.conftest import REPO, TEMPLATE
 
 SETTINGS = {
     "ProcessUserTransactionFunction": IngestSettings,
     "SendUserEmailFunction": EmailSettings,
+    "ProcessLargeTransactionFunction": ScaleOutSettings,
 }
 # Read by Powertools (service name, metrics namespace, log level), by the Python log level
 # fallback, and by botocore (the local emulator's endpoint, only with LocalEndpointUrl set).
@@ -42,8 +48,8 @@ def _environment(template: dict[str, Any], function: str) -> dict[str, Any]:
     return merged
 
 
-def test_the_template_has_exactly_the_two_functions(template: dict[str, Any]) -> None:
-    """The template deploys process-user-transaction and send-user-email, nothing else."""
+def test_the_template_has_exactly_the_three_functions(template: dict[str, Any]) -> None:
+    """The template deploys the ingest, the distributed workflow's steps and the email."""
     assert set(_functions(template)) == set(SETTINGS)
 
 
