@@ -8,6 +8,7 @@ invocations happened, and how the interpreter reacted to a failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import Counter
@@ -26,6 +27,7 @@ from stori_pipeline.local.stepfunctions import (
     MotoInternalsChangedError,
     create_state_machine,
     enable_execution,
+    invoker_on_loop,
     lambda_bridge,
     start_execution,
     substitute_definition,
@@ -528,6 +530,44 @@ async def test_the_legacy_lambda_resource_form_is_bridged_too(
 
     assert outcome.output == {"echo": {"importId": f"echo-{unique}", "items": [1, "two"]}}
     assert [name for name, _ in functions.calls] == ["echo"]
+
+
+async def test_an_async_invoker_runs_on_the_waiting_loop(sfn: Any, unique: str) -> None:
+    """invoker_on_loop: a coroutine function on the test's loop serves moto's threads."""
+    loop = asyncio.get_running_loop()
+    served_on: list[asyncio.AbstractEventLoop] = []
+
+    async def invoke(function_name: str, payload: Any) -> Any:
+        served_on.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        return {"function": function_name, "doubled": payload["n"] * 2}
+
+    machine = await create_state_machine(
+        sfn,
+        name=f"async-{unique}",
+        definition=json.dumps(
+            {
+                "StartAt": "Double",
+                "States": {
+                    "Double": {
+                        "Type": "Task",
+                        "Resource": "arn:aws:states:::lambda:invoke",
+                        "Parameters": {"FunctionName": "double", "Payload": {"n.$": "$.n"}},
+                        "OutputPath": "$.Payload",
+                        "End": True,
+                    }
+                },
+            }
+        ),
+    )
+    with lambda_bridge(invoker_on_loop(loop, invoke, timeout=30)):
+        started = await start_execution(
+            sfn, state_machine_arn=machine, name=f"async-{unique}", execution_input={"n": 21}
+        )
+        outcome = await wait_for_execution(sfn, started.execution_arn, limit_seconds=60)
+
+    assert outcome.output == {"function": "double", "doubled": 42}
+    assert served_on == [loop]
 
 
 async def test_an_unsupported_asl_field_is_refused_at_creation(sfn: Any, unique: str) -> None:

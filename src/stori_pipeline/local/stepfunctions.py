@@ -94,7 +94,7 @@ _PLACEHOLDER = re.compile(r"\$\{([^}!]+)\}")
 class LambdaInvoker(Protocol):
     """Runs one Lambda invocation for the interpreter; called from moto's threads."""
 
-    def __call__(self, function_name: str, payload: Any) -> Any:
+    def __call__(self, function_name: str, payload: Any, /) -> Any:
         """Return the function's result, or raise / return a :class:`FunctionFailure`."""
 
 
