@@ -420,6 +420,77 @@ async def test_tolerated_failure_percentage_lets_the_map_succeed(
     assert outcome.output == {"total": 1 + 9, "order": [0, 2]}
 
 
+async def test_a_caught_map_failure_reaches_a_dead_letter_queue(
+    sfn: Any, functions: Functions, aio_session: aioboto3.Session, aws_endpoint: str, unique: str
+) -> None:
+    """Catch on the Map → sqs:sendMessage → Fail: the input and the error land in the DLQ."""
+    async with aio_session.client("sqs", endpoint_url=aws_endpoint) as sqs:
+        dlq = (await sqs.create_queue(QueueName=f"dlq-{unique}"))["QueueUrl"]
+        machine = await create_state_machine(
+            sfn,
+            name=f"dlq-{unique}",
+            definition=json.dumps(
+                {
+                    "StartAt": "Work",
+                    "States": {
+                        "Work": {
+                            "Type": "Map",
+                            "ItemsPath": "$.items",
+                            "ItemSelector": {
+                                "item.$": "$$.Map.Item.Value",
+                                "index.$": "$$.Map.Item.Index",
+                            },
+                            "ItemProcessor": {
+                                "ProcessorConfig": {
+                                    "Mode": "DISTRIBUTED",
+                                    "ExecutionType": "STANDARD",
+                                },
+                                "StartAt": "Range",
+                                "States": {
+                                    "Range": {
+                                        "Type": "Task",
+                                        "Resource": "arn:aws:states:::lambda:invoke",
+                                        "Parameters": {"FunctionName": "work", "Payload.$": "$"},
+                                        "End": True,
+                                    }
+                                },
+                            },
+                            "Catch": [
+                                {
+                                    "ErrorEquals": ["States.ALL"],
+                                    "ResultPath": "$.error",
+                                    "Next": "DeadLetter",
+                                }
+                            ],
+                            "End": True,
+                        },
+                        "DeadLetter": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::sqs:sendMessage",
+                            "Parameters": {"QueueUrl": dlq, "MessageBody.$": "$"},
+                            "ResultPath": None,
+                            "Next": "Failed",
+                        },
+                        "Failed": {
+                            "Type": "Fail",
+                            "Error": "IngestFailed",
+                            "CausePath": "$.error.Cause",
+                        },
+                    },
+                }
+            ),
+        )
+        items = [{"n": 1}, {"n": 2, "fail": "always"}]
+
+        outcome = await run(sfn, machine, f"dlq-{unique}", items)
+
+        messages = (await sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10))["Messages"]
+    assert (outcome.status, outcome.error) == ("FAILED", "IngestFailed")
+    [message] = [json.loads(message["Body"]) for message in messages]
+    assert message["items"] == items
+    assert message["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
+
+
 async def test_a_failing_task_shows_its_error_in_describe_and_history(
     sfn: Any, functions: Functions, unique: str, bucket: str
 ) -> None:
