@@ -23,6 +23,7 @@ import pytest
 from stori_pipeline.errors import AwsOperationError
 from stori_pipeline.local.stepfunctions import (
     ExecutionOutcome,
+    ExecutionWaitTimeoutError,
     LambdaServiceError,
     MotoInternalsChangedError,
     create_state_machine,
@@ -574,6 +575,28 @@ async def test_a_second_start_while_the_first_runs_starts_nothing(
     assert (other.execution_arn, other.already_existed) == (first.execution_arn, True)
     assert outcome.succeeded
     assert len(functions.of("plan")) == 1
+
+
+async def test_waiting_gives_up_after_its_limit_on_a_running_execution(
+    sfn: Any, functions: Functions, unique: str, bucket: str
+) -> None:
+    """wait_for_execution raises once its limit passes; the execution itself runs on."""
+    functions.plan_gate = threading.Event()
+    machine = await ingest_machine(sfn, unique, bucket)
+    started = await start_execution(
+        sfn,
+        state_machine_arn=machine,
+        name=f"slow-{unique}",
+        execution_input={"importId": f"slow-{unique}", "items": numbers(1)},
+    )
+    try:
+        with pytest.raises(ExecutionWaitTimeoutError) as raised:
+            await wait_for_execution(sfn, started.execution_arn, limit_seconds=0.2)
+    finally:
+        functions.plan_gate.set()
+
+    assert raised.value.execution_arn == started.execution_arn
+    assert (await wait_for_execution(sfn, started.execution_arn, limit_seconds=60)).succeeded
 
 
 async def test_the_legacy_lambda_resource_form_is_bridged_too(
