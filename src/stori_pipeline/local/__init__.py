@@ -2,5 +2,6 @@
 
 Needs the ``local`` extra (moto, PyYAML). See :mod:`.template` (the plan read from
 ``template.yaml``), :mod:`.stack` (provisioning on moto), :mod:`.dispatcher` (the Lambda
-service's part) and :mod:`.demo` (the ``stori-pipeline demo`` flow).
+service's part), :mod:`.stepfunctions` (state machines executed by moto, their Lambda tasks
+bridged to our functions) and :mod:`.demo` (the ``stori-pipeline demo`` flow).
 """
