@@ -142,6 +142,10 @@ class IngestStack:
         assert len(events) == 1, events
         return events[0]
 
+    def s3_events(self) -> list[dict[str, Any]]:
+        """The bucket's "Object Created" events emitted so far (and not read before)."""
+        return _drain(self.client("sqs"), self.s3_events_url, expected=None)
+
     def items(self) -> list[dict[str, Any]]:
         """Every item of the transactions table (plain Python values, Decimal numbers)."""
         deserializer = boto3.dynamodb.types.TypeDeserializer()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aioboto3
@@ -86,7 +87,16 @@ def _scan(stack: IngestStack, table: str) -> list[dict[str, Any]]:
         stack.table = original
 
 
-def _compare(stack: IngestStack, key: str, data: bytes, range_bytes: int) -> dict[str, Any]:
+Runner = Callable[[Job, ScaleOutSettings, str], dict[str, Any]]
+
+
+def _by_steps(job: Job, settings: ScaleOutSettings, endpoint: str) -> dict[str, Any]:
+    return asyncio.run(run_workflow(job, settings, endpoint))
+
+
+def _compare(
+    stack: IngestStack, key: str, data: bytes, range_bytes: int, runner: Runner = _by_steps
+) -> dict[str, Any]:
     """Ingest ``data`` both ways; assert everything observable is equal; the workflow's result."""
     s3 = stack.client("s3")
     s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
@@ -110,7 +120,7 @@ def _compare(stack: IngestStack, key: str, data: bytes, range_bytes: int) -> dic
     )
     s3.delete_object(Bucket=stack.bucket, Key=f"reports/{key}.rejected.csv")
     job = Job(stack.bucket, key, etag, import_id(stack.bucket, key, etag), len(data))
-    result = asyncio.run(run_workflow(job, settings, stack.endpoint))
+    result = runner(job, settings, stack.endpoint)
     assert result["path"] == "distributed"
     expected = single.to_json()
     for name in ("rowsRead", "rowsAccepted", "rowsRejected", "itemsWritten", "fileError"):

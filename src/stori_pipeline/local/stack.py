@@ -70,6 +70,7 @@ class LocalStack:
     queues: Mapping[str, FunctionQueues]
     rule_names: tuple[str, ...]
     client_env: Mapping[str, str] = field(default_factory=dict)
+    state_machines: Mapping[str, str] = field(default_factory=dict)  # logical id -> ARN
 
     def function_env(self, logical_id: str) -> dict[str, str]:
         """A function's full environment: the template's variables plus emulator access."""
@@ -174,13 +175,39 @@ async def provision(endpoint: str, plan: StackPlan) -> LocalStack:
                 Targets=[{"Id": rule.function, "Arn": queues[rule.function].queue_arn}],
             )
             rule_names.append(rule.name)
+        state_machines = await _state_machines(endpoint, plan, sqs)
     return LocalStack(
         endpoint=endpoint,
         plan=plan,
         queues=queues,
         rule_names=tuple(rule_names),
         client_env=client_environment(endpoint),
+        state_machines=state_machines,
     )
+
+
+async def _state_machines(endpoint: str, plan: StackPlan, sqs: Any) -> dict[str, str]:
+    """Create the template's state machines (moto executes them; see ``local.stepfunctions``)."""
+    if not plan.state_machines:
+        return {}
+    from stori_pipeline.local.stepfunctions import (  # noqa: PLC0415 - only with a workflow
+        create_state_machine,
+        enable_execution,
+    )
+
+    await enable_execution(endpoint)  # before any state machine exists
+    created: dict[str, str] = {}
+    async with clients(endpoint, "stepfunctions") as (sfn,):
+        for machine in plan.state_machines:
+            for queue in machine.queues:
+                await sqs.create_queue(QueueName=queue)
+            created[machine.logical_id] = await create_state_machine(
+                sfn,
+                name=machine.name,
+                definition=machine.definition_path.read_text(encoding="utf-8"),
+                substitutions=machine.substitutions,
+            )
+    return created
 
 
 async def _function_queues(sqs: Any, logical_id: str, plan: StackPlan) -> FunctionQueues:

@@ -125,6 +125,22 @@ class FunctionPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class StateMachinePlan:
+    """A Step Functions state machine: its definition file and resolved substitutions.
+
+    ``queues`` are the SQS queues its definition sends to (its dead-letter queue), which the
+    local stack creates so that a ``sqs:sendMessage`` task can reach them.
+    """
+
+    logical_id: str
+    name: str
+    arn: str
+    definition_path: Path
+    substitutions: dict[str, str]
+    queues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StackPlan:
     """Everything the local stack creates, resolved to local names."""
 
@@ -134,6 +150,7 @@ class StackPlan:
     functions: tuple[FunctionPlan, ...]
     rules: tuple[RulePlan, ...]
     parameters: dict[str, str] = field(default_factory=dict)
+    state_machines: tuple[StateMachinePlan, ...] = ()
 
     def bucket(self, logical_id: str) -> BucketPlan:
         """The bucket with this logical id."""
@@ -176,7 +193,11 @@ _NAME_PROPERTIES = {
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Events::Rule": "Name",
     "AWS::Serverless::SimpleTable": "TableName",
+    "AWS::Serverless::StateMachine": "Name",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
 }
+_STATE_MACHINE_TYPES = {"AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"}
+_STATE_MACHINE_ARN = "arn:aws:states:{region}:{account}:stateMachine:{name}"
 _ARN_SERVICES = {
     "AWS::S3::Bucket": "arn:aws:s3:::{name}",
     "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
@@ -242,6 +263,10 @@ class _Resolver:
             raise TemplateError(f"!Ref to unknown name {name!r}")
         if self.type_of(name) == "AWS::SQS::Queue":
             return f"http://sqs.local/{LOCAL_ACCOUNT_ID}/{self.physical_name(name)}"
+        if self.type_of(name) in _STATE_MACHINE_TYPES:  # Ref of a state machine is its ARN
+            return _STATE_MACHINE_ARN.format(
+                region=LOCAL_REGION, account=LOCAL_ACCOUNT_ID, name=self.physical_name(name)
+            )
         return self.physical_name(name)
 
     def get_att(self, logical_id: str, attribute: str) -> str:
@@ -398,6 +423,7 @@ def plan_stack(  # noqa: C901, PLR0912 - a straight walk over the template's res
     tables: list[TablePlan] = []
     functions: list[FunctionPlan] = []
     rules: list[RulePlan] = []
+    state_machines: list[StateMachinePlan] = []
     for logical_id, resource in resources.items():
         resource_type = resource.get("Type")
         props = resource.get("Properties") or {}
@@ -482,6 +508,28 @@ def plan_stack(  # noqa: C901, PLR0912 - a straight walk over the template's res
                         function=logical_id,
                     )
                 )
+        elif resource_type in _STATE_MACHINE_TYPES:
+            uri = props.get("DefinitionUri")
+            if not isinstance(uri, str):
+                raise TemplateError(f"{logical_id}: only a local DefinitionUri file is supported")
+            substitutions = {
+                k: str(v) for k, v in resolver.resolve(props.get("DefinitionSubstitutions") or {}).items()
+            }
+            name = resolver.physical_name(logical_id)
+            state_machines.append(
+                StateMachinePlan(
+                    logical_id=logical_id,
+                    name=name,
+                    arn=str(resolver.ref(logical_id)),
+                    definition_path=(template_dir / uri).resolve(),
+                    substitutions=substitutions,
+                    queues=tuple(
+                        v.rsplit("/", 1)[1]
+                        for v in substitutions.values()
+                        if v.startswith("http://sqs.local/")
+                    ),
+                )
+            )
         elif resource_type == "AWS::Events::Rule":
             targets = [
                 function
@@ -507,4 +555,5 @@ def plan_stack(  # noqa: C901, PLR0912 - a straight walk over the template's res
         functions=tuple(functions),
         rules=tuple(rules),
         parameters=parameters,
+        state_machines=tuple(state_machines),
     )

@@ -36,12 +36,14 @@ def execution_input(job: Job) -> str:
 async def _resolve(s3: Any, target: ObjectCreated) -> Job:  # noqa: ANN401 - aiobotocore client
     """The job of the event's object: which key candidate exists, and its size."""
     last: str | None = None
-    version = {"VersionId": target.version_id} if target.version_id else {}
+    # "null" is the version of an object in a bucket that was never versioned: no version.
+    version_id = target.version_id if target.version_id != "null" else None
+    version = {"VersionId": version_id} if version_id else {}
     for key in target.keys:
         try:
-            head = await s3.head_object(
-                Bucket=target.bucket, Key=key, IfMatch=target.etag, **version
-            )
+            # The ETag is compared here rather than with If-Match, which moto's HeadObject
+            # answers with 400; a newer version is a changed object either way.
+            head = await s3.head_object(Bucket=target.bucket, Key=key, **version)
         except ClientError as exc:
             last = _code(exc)
             if last in _MISSING:
@@ -51,13 +53,15 @@ async def _resolve(s3: Any, target: ObjectCreated) -> Job:  # noqa: ANN401 - aio
             raise AwsOperationError(
                 str(exc), service="s3", operation="HeadObject", code=last
             ) from exc
+        if str(head.get("ETag", "")).strip('"') != target.etag:
+            raise ObjectGoneError(target.bucket, target.keys, target.etag, "PreconditionFailed")
         return Job(
             target.bucket,
             key,
             target.etag,
             import_id(target.bucket, key, target.etag),
             int(head["ContentLength"]),
-            target.version_id,
+            version_id,
         )
     raise ObjectGoneError(target.bucket, target.keys, target.etag, last)
 
