@@ -25,6 +25,7 @@ not only the sandbox, and what it costs per email, is in ``docs/email.md``.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import os
 import resource
@@ -247,8 +248,10 @@ def _lower_limit(which: int, value: int) -> None:
 
 
 def _limit_child(budget: RenderBudget) -> None:
-    # A native abort must not write a core file the size of the process.
+    # A native abort must not write a core file the size of the process, nor a Python
+    # traceback into the function's log (the parent reports it as "crashed").
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    faulthandler.disable()
     # Backstop for the parent's wall-clock kill: the kernel stops a spinning orphan.
     cpu = math.ceil(budget.seconds) + 1
     _lower_limit(resource.RLIMIT_CPU, cpu)
