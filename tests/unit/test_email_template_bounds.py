@@ -181,3 +181,22 @@ def test_a_good_template_costs_milliseconds(summary: AccountSummary) -> None:
     assert problems == []
     assert "<p>Ana: 39.74</p>" in rendered.html
     assert seconds < DEFAULT_BUDGET.seconds / 10
+
+
+def test_only_templates_that_rendered_within_budget_are_compiled_outside_the_child(
+    summary: AccountSummary,
+) -> None:
+    """A bomb is never compiled in the parent; a good source is, and the cache stays small."""
+    from stori_pipeline.email import render as render_module  # noqa: PLC0415
+
+    bomb = "{{ 'x'|center(999999999) }}"  # runs at compile time (constant folding)
+    render(summary, bomb)
+    assert bomb not in render_module._VETTED
+    sources = [f"<p>{n} {{{{ balance }}}}</p>" for n in range(6)]
+    for source in sources:
+        rendered, problems, _ = render(summary, source)
+        assert problems == []
+        assert rendered.template_source == LABEL
+    assert list(render_module._VETTED) == sources[-4:]
+    rendered, _, _ = render(summary, sources[-1])  # rendered again from the inherited compile
+    assert "<p>5 39.74</p>" in rendered.html

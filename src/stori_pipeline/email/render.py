@@ -250,19 +250,33 @@ def _render_html(source: str, context: Mapping[str, Any]) -> str:
     return str(_INLINER.inline(_compile_html(source).render(context)))
 
 
+# Operator templates a child has compiled and rendered within budget, compiled again here so
+# later children inherit them (compiling is most of a child's CPU). Never filled before a child
+# succeeded: Jinja compiles deterministically, so the parent's compile is then known to be
+# bounded too. A few entries: one function reads one template key.
+_VETTED: Final[dict[str, Template]] = {}
+_MAX_VETTED: Final = 4
+
+
 def _render_operator_html(source: str, context: Mapping[str, Any], budget: RenderBudget) -> str:
     """The operator's HTML: compiled, rendered and inlined in a bounded child process.
 
-    Compiling happens in the child too: Jinja folds constant expressions at compile time, so
-    ``{{ 'x'|center(999999999) }}`` already runs there.
+    The first time a source is seen it is compiled in the child too: Jinja folds constant
+    expressions at compile time, so ``{{ 'x'|center(999999999) }}`` already runs there.
     """
+    compiled = _VETTED.get(source)
 
     def work() -> str:
-        template = _HTML_ENV.from_string(source)
+        template = compiled if compiled is not None else _HTML_ENV.from_string(source)
         html = render_capped(template, context, max_bytes=budget.output_bytes)
         return str(_INLINER.inline(html))
 
-    return run_isolated(work, budget=budget)
+    html = run_isolated(work, budget=budget)
+    if compiled is None:
+        if len(_VETTED) >= _MAX_VETTED:
+            del _VETTED[next(iter(_VETTED))]
+        _VETTED[source] = _HTML_ENV.from_string(source)
+    return html
 
 
 def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and defaulted

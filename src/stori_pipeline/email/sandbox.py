@@ -244,7 +244,10 @@ def _lower_limit(which: int, value: int) -> None:
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
     if soft == resource.RLIM_INFINITY or value < soft:
-        resource.setrlimit(which, (value, value))
+        # Linux (Lambda) always allows lowering; where a platform refuses a limit (macOS and
+        # RLIMIT_AS), the wall-clock kill and the output cap still bound the child.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, value))
 
 
 def _limit_child(budget: RenderBudget) -> None:
