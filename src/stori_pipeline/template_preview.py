@@ -73,8 +73,14 @@ def read_summary(path: Path) -> AccountSummary:
         raise PreviewInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PreviewInputError(f"{path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise PreviewInputError(f"{path} is nested too deeply to be a summary") from None
     if not isinstance(raw, dict):
         raise PreviewInputError(f"{path} must hold one account summary object (SPEC §3)")
+    if "accounts" in raw and "accountId" not in raw:
+        raise PreviewInputError(
+            f"{path} is a whole `summarize --json` result: pass one entry of its accounts"
+        )
     # The function validates a summary inside its event detail: wrap it the same way.
     try:
         event = parse_summary_detail({"schemaVersion": 1, "importId": "preview", "summary": raw})

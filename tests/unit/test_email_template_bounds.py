@@ -200,3 +200,17 @@ def test_only_templates_that_rendered_within_budget_are_compiled_outside_the_chi
     assert list(render_module._VETTED) == sources[-4:]
     rendered, _, _ = render(summary, sources[-1])  # rendered again from the inherited compile
     assert "<p>5 39.74</p>" in rendered.html
+
+
+def test_fallback_is_logged_with_its_reason(
+    summary: AccountSummary, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error log names the template, the reason and the detail (what an operator reads)."""
+    with caplog.at_level("ERROR", logger="stori_pipeline.email"):
+        render(summary, "{{ 'x'.ljust(10**9) }}")
+    (record,) = [r for r in caplog.records if r.name.startswith("stori_pipeline.email")]
+    assert record.levelname == "ERROR"
+    message = record.getMessage()
+    assert LABEL in message
+    assert "(out_of_memory)" in message
+    assert "MemoryError" in message

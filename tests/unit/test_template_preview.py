@@ -157,6 +157,8 @@ def test_output_files_match_what_the_function_renders(tmp_path: Path, summary_fi
         ("summary is a list", "must hold one account summary object"),
         ("month 13", "a month is out of range"),
         ("no months", "summary is malformed"),
+        ("nested too deep", "nested too deeply"),
+        ("whole summarize output", "pass one entry of its accounts"),
         ("bad recipient", "no valid email address"),
         ("out is a file", "cannot write to"),
     ],
@@ -180,6 +182,8 @@ def test_unreadable_input_exits_2_with_one_line(
             {**spec_example_json(), "months": [{**spec_example_json()["months"][0], "month": 13}]}
         ),
         "no months": json.dumps({"accountId": "A1"}),
+        "nested too deep": "[" * 100_000,
+        "whole summarize output": json.dumps({"rowsRead": 4, "accounts": [spec_example_json()]}),
     }
     if case == "missing template":
         template = tmp_path / "nope.j2"
