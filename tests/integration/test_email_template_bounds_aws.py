@@ -28,7 +28,7 @@ from tests.integration.test_email_aws import (  # noqa: F401 - fixtures are foun
 )
 
 MONTH_ROWS = (r"July\s+2\s+60\.50\s+-10\.30", r"August\s+2\s+10\.00\s+-20\.46")
-SLACK_SECONDS = 1.5
+SLACK_SECONDS = 3.0
 
 
 def assert_packaged_and_whole(message: Any) -> None:

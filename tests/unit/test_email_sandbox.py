@@ -22,7 +22,7 @@ from stori_pipeline.email.sandbox import (
 
 FAST = RenderBudget(seconds=0.5, output_bytes=64 * 1024, memory_bytes=64 * 1024 * 1024)
 # Forking and reaping, on a loaded 2-core machine: generous, and still far below "minutes".
-SLACK_SECONDS = 1.5
+SLACK_SECONDS = 3.0
 
 
 def reason_of(work: object, budget: RenderBudget = FAST) -> UnusableTemplateError:
@@ -176,5 +176,5 @@ def test_render_capped_stops_generating_at_the_budget() -> None:
     with pytest.raises(UnusableTemplateError) as info:
         render_capped(bomb, {}, max_bytes=10_000)
     assert info.value.reason == "output_too_large"
-    assert time.monotonic() - started < 1.0  # 10^10 iterations would take hours
+    assert time.monotonic() - started < 5.0  # 10^10 iterations would take hours
     assert render_capped(ENV.from_string("{{ 'x' * 10 }}"), {}, max_bytes=10) == "x" * 10

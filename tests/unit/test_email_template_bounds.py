@@ -7,6 +7,7 @@ production budget; the ones that must run until a budget is exhausted get a smal
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -27,7 +28,7 @@ SUBJECT = "Your Stori account summary"
 LABEL = "s3://templates/email/summary.html.j2"
 SMALL = RenderBudget(seconds=0.5, output_bytes=64 * 1024, memory_bytes=64 * 1024 * 1024)
 # Fork, kill and reap on a loaded 2-core machine: generous, and still far below "minutes".
-SLACK_SECONDS = 1.5
+SLACK_SECONDS = 3.0
 NESTED_PRINT = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
 NESTED_SILENT = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
 MONTH_ROWS = (r"July\s+2\s+60\.50\s+-10\.30", r"August\s+2\s+10\.00\s+-20\.46")
@@ -172,15 +173,19 @@ def test_output_just_under_the_budget_is_sent(summary: AccountSummary) -> None:
 
 
 def test_a_good_template_costs_milliseconds(summary: AccountSummary) -> None:
-    """Fork, compile, render and inline in the child: well under a tenth of the budget."""
-    template = (
-        "<p>{{ name }}: {{ balance }}</p>{% for m in months %}<i>{{ m.label }}</i>{% endfor %}"
-    )
-    render(summary, template)  # warm the packaged text template's compile cache
-    rendered, problems, seconds = render(summary, template)
+    """Fork, render and inline in the child: a few ms of CPU, far below the budget.
+
+    Measured as CPU time (own and children's), not wall time, so a loaded machine cannot fail it.
+    """
+    template = "<p>{{ name }}: {{ balance }}</p>{% for m in months %}{{ m.label }}{% endfor %}"
+    render(summary, template)  # the first render of a source also compiles it in the parent
+    before = os.times()
+    rendered, problems, _ = render(summary, template)
+    after = os.times()
+    cpu = sum(b - a for a, b in zip(before[:4], after[:4], strict=True))  # user+sys, own+children
     assert problems == []
     assert "<p>Ana: 39.74</p>" in rendered.html
-    assert seconds < DEFAULT_BUDGET.seconds / 10
+    assert cpu < DEFAULT_BUDGET.seconds / 10
 
 
 def test_only_templates_that_rendered_within_budget_are_compiled_outside_the_child(

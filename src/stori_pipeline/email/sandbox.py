@@ -253,7 +253,7 @@ def _lower_limit(which: int, value: int) -> None:
 def _limit_child(budget: RenderBudget) -> None:
     # A native abort must not write a core file the size of the process, nor a Python
     # traceback into the function's log (the parent reports it as "crashed").
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _lower_limit(resource.RLIMIT_CORE, 0)
     faulthandler.disable()
     # Backstop for the parent's wall-clock kill: the kernel stops a spinning orphan.
     cpu = math.ceil(budget.seconds) + 1
