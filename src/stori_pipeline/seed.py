@@ -27,6 +27,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
+from stori_pipeline import template_preview
 from stori_pipeline.errors import AwsOperationError, PermanentError
 
 __all__ = [
@@ -280,7 +281,7 @@ def _add_aws_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``users put`` and ``template push`` to the ``stori-pipeline`` command line."""
+    """Add ``users put``, ``template push`` and ``template preview`` to the command line."""
     users = commands.add_parser("users", help="manage the Users table")
     users_commands = users.add_subparsers(metavar="ACTION", required=True)
     put = users_commands.add_parser(
@@ -313,3 +314,4 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _add_aws_options(push)
     push.set_defaults(command=_template_push)
+    template_preview.register(template_commands)

@@ -24,6 +24,7 @@ from stori_pipeline.email.render import (
     packaged_template,
     render_summary_email,
 )
+from stori_pipeline.email.sandbox import DEFAULT_BUDGET, RenderBudget, UnusableTemplateError
 from stori_pipeline.email.sender import (
     SentEmail,
     SummaryEvent,
@@ -33,12 +34,14 @@ from stori_pipeline.email.sender import (
 from stori_pipeline.email.template_store import TEMPLATE_CACHE, TemplateCache, fetch_template
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "TEMPLATE_CACHE",
     "InlineImage",
     "InvalidEmailError",
     "InvalidSummaryEventError",
     "MonthRow",
     "RecipientError",
+    "RenderBudget",
     "RenderedEmail",
     "SentEmail",
     "SummaryEvent",
@@ -46,6 +49,7 @@ __all__ = [
     "TemplateProblem",
     "TemplateProblemReporter",
     "UnknownAccountError",
+    "UnusableTemplateError",
     "User",
     "build_mime",
     "fetch_template",

@@ -2,11 +2,13 @@
 
 :func:`render_summary_email` turns an :class:`~stori_pipeline.summary.AccountSummary` and a
 :class:`User` into a :class:`RenderedEmail` (subject, inlined-CSS HTML, plain text, inline
-images). The HTML template is operator-editable data, so it is rendered in a
-:class:`jinja2.sandbox.SandboxedEnvironment` with autoescaping and ``StrictUndefined``; a
-template that fails to compile or render (a syntax error, an undefined name, a
-``SecurityError`` from reaching for Python internals, an arithmetic bomb) is reported through
-a :class:`TemplateProblemReporter` and the packaged template is used instead.
+images). The HTML template is operator-editable data, so it is rendered by
+:mod:`stori_pipeline.email.sandbox`: an immutable Jinja2 sandbox with autoescaping and
+``StrictUndefined``, in a forked child process with a time, output-size and memory budget
+(:class:`~stori_pipeline.email.sandbox.RenderBudget`). A template that fails to compile or
+render, or passes a budget, is reported through a :class:`TemplateProblemReporter` and the
+packaged template is used instead; the packaged templates render in-process, in the same
+immutable sandbox, from a context the operator's template cannot have changed.
 
 The template context (documented for operators in ``templates/email.html.j2``) holds only
 preformatted strings and numbers, so templates never do money arithmetic themselves.
@@ -25,9 +27,16 @@ from typing import Any, Final, Protocol
 
 import css_inline
 from jinja2 import StrictUndefined, Template
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
+from stori_pipeline.email.sandbox import (
+    DEFAULT_BUDGET,
+    OperatorEnvironment,
+    RenderBudget,
+    UnusableTemplateError,
+    failure_reason,
+    render_capped,
+    run_isolated,
+)
 from stori_pipeline.summary import MONTH_NAMES, AccountSummary, Flow, MonthSummary
 
 __all__ = [
@@ -54,9 +63,6 @@ DASH: Final = "\u2014"  # the em dash shown where a month has no credit or no de
 LOGO_CID: Final = "stori-logo@stori-pipeline"
 PACKAGED: Final = "packaged"
 MAX_NAME_LENGTH: Final = 80
-# Guards against a template that tries to exhaust memory or CPU (the sandbox only caps range()).
-MAX_POWER_EXPONENT: Final = 64
-MAX_REPEAT_LENGTH: Final = 100_000
 # Zero-width (non-)joiners are legitimate inside names (Persian, Indic scripts, emoji).
 _KEEP_FORMAT_CHARS: Final = frozenset("\u200c\u200d")
 _LINE_SEPS: Final = frozenset({"Zl", "Zp"})
@@ -194,32 +200,12 @@ def template_context(summary: AccountSummary, user: User, *, subject: str) -> di
     }
 
 
-class _GuardedEnvironment(SandboxedEnvironment):
-    """The sandbox plus caps on ``**`` and sequence repetition, which it does not limit."""
-
-    intercepted_binops = frozenset({"**", "*"})
-
-    def call_binop(self, context: Context, operator: str, left: object, right: object) -> object:
-        """Refuse results that would take unbounded time or memory."""
-        if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER_EXPONENT:
-            raise OverflowError(f"exponent {right} is too large in a template")
-        if operator == "*":
-            sized, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
-            if (
-                isinstance(sized, str | list | tuple)
-                and isinstance(times, int)
-                and len(sized) * times > MAX_REPEAT_LENGTH
-            ):
-                raise OverflowError("sequence repetition is too large in a template")
-        return super().call_binop(context, operator, left, right)
-
-
 def _thousands(value: int) -> str:
     return f"{value:,}"
 
 
-_HTML_ENV: Final = _GuardedEnvironment(autoescape=True, undefined=StrictUndefined)
-_TEXT_ENV: Final = _GuardedEnvironment(
+_HTML_ENV: Final = OperatorEnvironment(autoescape=True, undefined=StrictUndefined)
+_TEXT_ENV: Final = OperatorEnvironment(
     autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
 )
 for _env in (_HTML_ENV, _TEXT_ENV):
@@ -264,15 +250,33 @@ def _render_html(source: str, context: Mapping[str, Any]) -> str:
     return str(_INLINER.inline(_compile_html(source).render(context)))
 
 
-def _reason(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name == "SecurityError":
-        return "security_error"
-    if name == "TemplateSyntaxError":
-        return "syntax_error"
-    if name == "UndefinedError":
-        return "undefined_variable"
-    return "render_error"
+# Operator templates a child has compiled and rendered within budget, compiled again here so
+# later children inherit them (compiling is most of a child's CPU). Never filled before a child
+# succeeded: Jinja compiles deterministically, so the parent's compile is then known to be
+# bounded too. A few entries: one function reads one template key.
+_VETTED: Final[dict[str, Template]] = {}
+_MAX_VETTED: Final = 4
+
+
+def _render_operator_html(source: str, context: Mapping[str, Any], budget: RenderBudget) -> str:
+    """The operator's HTML: compiled, rendered and inlined in a bounded child process.
+
+    The first time a source is seen it is compiled in the child too: Jinja folds constant
+    expressions at compile time, so ``{{ 'x'|center(999999999) }}`` already runs there.
+    """
+    compiled = _VETTED.get(source)
+
+    def work() -> str:
+        template = compiled if compiled is not None else _HTML_ENV.from_string(source)
+        html = render_capped(template, context, max_bytes=budget.output_bytes)
+        return str(_INLINER.inline(html))
+
+    html = run_isolated(work, budget=budget)
+    if compiled is None:
+        if len(_VETTED) >= _MAX_VETTED:
+            del _VETTED[next(iter(_VETTED))]
+        _VETTED[source] = _HTML_ENV.from_string(source)
+    return html
 
 
 def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and defaulted
@@ -283,6 +287,7 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
     subject: str,
     template_label: str = "custom",
     on_template_problem: TemplateProblemReporter | None = None,
+    budget: RenderBudget = DEFAULT_BUDGET,
 ) -> RenderedEmail:
     """Render the summary email for ``user``.
 
@@ -295,6 +300,8 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
             (the S3 adapter passes ``s3://bucket/key``).
         on_template_problem: Called when the custom template cannot be used; the packaged
             template is then rendered instead (an error is logged either way).
+        budget: Time, output size and memory the custom template may use (the defaults are
+            the function's; tests pass smaller ones).
 
     Returns:
         The rendered email; the plain-text part always comes from the packaged text template,
@@ -305,11 +312,12 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
     source = PACKAGED
     if template is not None:
         try:
-            html = _render_html(template, context)
+            html = _render_operator_html(template, context, budget)
             source = template_label
         # Any failure of operator-editable data falls back; BaseExceptions still propagate.
         except Exception as exc:  # noqa: BLE001 - see above
-            problem = TemplateProblem(template_label, _reason(exc), f"{type(exc).__name__}: {exc}")
+            detail = exc.detail if isinstance(exc, UnusableTemplateError) else str(exc)
+            problem = TemplateProblem(template_label, failure_reason(exc), detail)
             logger.error(  # noqa: TRY400 - the traceback of a template error is noise
                 "email template %s unusable (%s), using the packaged one: %s",
                 problem.source,

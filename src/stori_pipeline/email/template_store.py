@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from stori_pipeline.email.clients import S3Client
 from stori_pipeline.email.render import TemplateProblem, TemplateProblemReporter
+from stori_pipeline.email.sandbox import UnusableTemplateError
 from stori_pipeline.errors import AwsOperationError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "TEMPLATE_CACHE",
     "CachedTemplate",
     "TemplateCache",
+    "decode_template",
     "fetch_template",
 ]
 
@@ -88,6 +90,20 @@ def _problem(
         on_problem(TemplateProblem(source, reason, detail))
 
 
+def decode_template(data: bytes) -> str:
+    """A template object's text, as the email function accepts it (also ``template preview``).
+
+    Raises:
+        UnusableTemplateError: ``too_large`` (over :data:`MAX_TEMPLATE_BYTES`) or ``not_utf8``.
+    """
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise UnusableTemplateError("too_large", f"{len(data)} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnusableTemplateError("not_utf8", str(exc)) from exc
+
+
 async def fetch_template(
     s3: S3Client,
     *,
@@ -132,10 +148,10 @@ async def fetch_template(
         data: bytes = await body.read()
     cache.downloads += 1
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
+        text = decode_template(data)
+    except UnusableTemplateError as exc:
         cache.discard(bucket, key)
-        _problem(source, "not_utf8", str(exc), on_problem)
+        _problem(source, exc.reason, exc.detail, on_problem)
         return None
     etag = str(response.get("ETag", ""))
     if etag:
