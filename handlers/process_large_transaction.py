@@ -29,7 +29,8 @@ logger = Logger(service=SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
     """Run one step of the workflow and return its small result (far below 256 KB)."""
     settings = ScaleOutSettings.from_env()
-    job = event.get("job") if isinstance(event.get("job"), dict) else {}
+    raw_job = event.get("job")
+    job: dict[str, Any] = raw_job if isinstance(raw_job, dict) else {}
     logger.append_keys(step=event.get("step"), importId=job.get("importId"), key=job.get("key"))
     try:
         result = asyncio.run(run_with_session(event, settings=settings))

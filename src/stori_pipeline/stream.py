@@ -199,7 +199,7 @@ class TransactionStream:
             this read sees no earlier row with their id: an earlier slice accepted it.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options of one reader
         self,
         chunks: AsyncIterable[bytes],
         *,

@@ -65,6 +65,7 @@ class Workflow:
         return asyncio.run(run_with_session(payload, settings=self.settings, session=session))
 
     async def create(self) -> None:
+        """Create the state machine from the repository's definition."""
         session = aioboto3.Session(region_name="us-east-1")
         await enable_execution(self.stack.endpoint)
         async with session.client("stepfunctions", endpoint_url=self.stack.endpoint) as sfn:
@@ -79,6 +80,7 @@ class Workflow:
             )
 
     async def run(self, job: Job) -> Any:
+        """Start an execution named after the job's importId and wait for its end."""
         session = aioboto3.Session(region_name="us-east-1")
         async with session.client("stepfunctions", endpoint_url=self.stack.endpoint) as sfn:
             started = await start_execution(
@@ -221,8 +223,6 @@ def test_a_large_upload_is_routed_to_one_execution_per_version(
         Bucket=stack.bucket, Key="incoming/A1/small.csv", Body=b"Id,Date,Transaction\n1,7/15,1\n"
     )
     small = [
-        e
-        for e in stack.s3_events()
-        if e["detail"]["object"]["key"] == "incoming/A1/small.csv"
+        e for e in stack.s3_events() if e["detail"]["object"]["key"] == "incoming/A1/small.csv"
     ]
     assert process_user_transaction.handler(small[0], FakeLambdaContext())["path"] == "single"

@@ -387,7 +387,7 @@ def _retry_attempts(resource: Mapping[str, Any], globals_function: Mapping[str, 
     return (config or {}).get("MaximumRetryAttempts")
 
 
-def plan_stack(  # noqa: C901, PLR0912 - a straight walk over the template's resources
+def plan_stack(  # noqa: C901, PLR0912, PLR0915 - a straight walk over the template's resources
     template: Mapping[str, Any],
     *,
     template_dir: Path,
@@ -513,7 +513,8 @@ def plan_stack(  # noqa: C901, PLR0912 - a straight walk over the template's res
             if not isinstance(uri, str):
                 raise TemplateError(f"{logical_id}: only a local DefinitionUri file is supported")
             substitutions = {
-                k: str(v) for k, v in resolver.resolve(props.get("DefinitionSubstitutions") or {}).items()
+                k: str(v)
+                for k, v in resolver.resolve(props.get("DefinitionSubstitutions") or {}).items()
             }
             name = resolver.physical_name(logical_id)
             state_machines.append(

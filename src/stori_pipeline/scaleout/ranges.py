@@ -216,7 +216,11 @@ async def fingerprint_slice(
     counts = SliceCounts.of(stream.result())
     # The summaries are the commit pass's; the fingerprint pass only needs the counts.
     counts = SliceCounts(
-        counts.rows_read, counts.rows_accepted, counts.rows_rejected, counts.file_error, counts.detail
+        counts.rows_read,
+        counts.rows_accepted,
+        counts.rows_rejected,
+        counts.file_error,
+        counts.detail,
     )
     return counts, [encode_fingerprints(p, n) for p, n in zip(prints, lines, strict=True)]
 

@@ -235,7 +235,7 @@ def _boundaries(
         yield (consumed, ends[consumed - 1])
 
 
-def scan_window(  # noqa: C901, PLR0912 - one walk per hypothesis, kept together
+def scan_window(  # noqa: C901, PLR0912, PLR0913 - one walk per hypothesis; keyword-only range
     window: bytes,
     *,
     index: int,
@@ -311,9 +311,7 @@ def scan_window(  # noqa: C901, PLR0912 - one walk per hypothesis, kept together
             )
     finally:
         csv.field_size_limit(old_limit)
-    return RangeScan(
-        index, start, end, count_lines(window[:limit]), tuple(candidates)
-    )
+    return RangeScan(index, start, end, count_lines(window[:limit]), tuple(candidates))
 
 
 def find_header_end(window: bytes, *, size: int) -> tuple[int, int] | None:
@@ -379,7 +377,9 @@ def link(
     return slices
 
 
-def scan_range(data: bytes, index: int, start: int, end: int, *, window: int = 1 << 16) -> RangeScan:
+def scan_range(
+    data: bytes, index: int, start: int, end: int, *, window: int = 1 << 16
+) -> RangeScan:
     """Scan one nominal range of an object held in memory (tests, and small objects).
 
     Adjusts both cuts (:func:`adjust_cut`) and grows the window past ``end`` until the scan

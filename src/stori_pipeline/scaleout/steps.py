@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from contextlib import AsyncExitStack
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,14 @@ from stori_pipeline.scaleout.ranges import (
     plan_header,
     with_header,
 )
-from stori_pipeline.scaleout.split import RangeScan, Slice, adjust_cut, cut_points, link, scan_window
+from stori_pipeline.scaleout.split import (
+    RangeScan,
+    Slice,
+    adjust_cut,
+    cut_points,
+    link,
+    scan_window,
+)
 from stori_pipeline.settings import ScaleOutSettings
 from stori_pipeline.stream import ImportResult, TransactionStream
 
