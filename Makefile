@@ -15,7 +15,7 @@ export UV_PYTHON := $(shell command -v $(PYTHON))
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint format bench bench-ingest clean sam-tools sam-validate sam-build \
+.PHONY: help setup demo test lint format bench bench-ingest bench-scaleout clean sam-tools sam-validate sam-build \
 	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
 	build-SendUserEmailFunction build-ProcessLargeTransactionFunction
 
@@ -79,6 +79,9 @@ sam-validate: $(SAM) ## sam validate --lint (cfn-lint) on template.yaml
 
 sam-build: $(SAM) ## sam build without Docker: arm64 / cp313 artifacts in .aws-sam/build
 	$(SAM) build --template-file template.yaml
+
+bench-scaleout: $(SYNCED) ## the distributed path: per-range costs and a 100M-row projection
+	$(VENV)/bin/python bench/bench_scaleout.py --rss
 
 import-times: $(SYNCED) ## each handler's import time in a fresh interpreter (cold-start proxy)
 	$(VENV)/bin/python deploy/import_times.py

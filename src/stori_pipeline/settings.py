@@ -40,9 +40,9 @@ def metrics_namespace(environ: Mapping[str, str] | None = None) -> str:
 # Chosen by the ingest benchmark's NUM_WORKERS sweep (see README, "Performance"): 16 was the
 # fastest in two runs (~10% over 8; 1 -> 2 is the big step, 32 is slower again).
 DEFAULT_NUM_WORKERS = 16
-# The distributed path (see README, "Files too big for one function"): objects from 256 MiB
+# The distributed path (see README, "Files too big for one function"): objects from 128 MiB
 # on, ranges of 64 MiB, duplicate ids resolved in 16 partitions.
-DEFAULT_LARGE_OBJECT_BYTES = 256 * 1024 * 1024
+DEFAULT_LARGE_OBJECT_BYTES = 128 * 1024 * 1024
 DEFAULT_RANGE_BYTES = 64 * 1024 * 1024
 DEFAULT_PARTITIONS = 16
 
