@@ -179,3 +179,32 @@ async def test_twenty_files_at_once_each_emailed_once(aws_endpoint: str, tmp_pat
     assert account.items_written == 40
     balances = sorted(s.balance_cents for s in account.summaries)
     assert balances == sorted((n + 1) * 100 + 25 - 150 for n in range(20))
+
+
+def test_demo_in_mexican_spanish(
+    aws_endpoint: str, example_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo --locale es-MX`: the worked example in pesos, Spanish months and the period."""
+    status = main(["demo", str(example_csv), "--locale", "es_mx", "--json", "--out", str(tmp_path)])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    (sent,) = result["accounts"][0]["emails"]
+    message = email.message_from_bytes(Path(sent["eml"]).read_bytes(), policy=email.policy.default)
+    assert str(message["Subject"]) == "Tu resumen de cuenta Stori: julio \N{EN DASH} agosto"
+    text = _text(Path(sent["eml"]))
+    assert "Periodo: julio\u2009\N{EN DASH}\u2009agosto" in text
+    assert "Saldo total: $39.74" in text
+    assert re.search(r"Julio\s+2\s+\$60\.50\s+-\$10\.30\r?\n", text)
+    assert re.search(r"Agosto\s+2\s+\$10\.00\s+-\$20\.46\r?\n", text)
+    assert re.search(r"Todo el periodo\s+4\s+\$35\.25\s+-\$15\.38\r?\n", text)
+    page = Path(sent["html"]).read_text(encoding="utf-8")
+    assert '<html lang="es-MX"' in page
+    assert "Importes en pesos mexicanos (MXN)." in page
+
+
+def test_demo_rejects_an_unsupported_locale(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--locale fr-FR` is refused before anything starts, naming the languages supported."""
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--locale", "fr-FR"])
+    assert exited.value.code == 2
+    assert "(es, en)" in capsys.readouterr().err
