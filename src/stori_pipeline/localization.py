@@ -96,6 +96,7 @@ class Figure(str):
 MESSAGES: Final[Mapping[str, Mapping[str, str | Mapping[str, str]]]] = {
     "es": {
         "subject": "Tu resumen de cuenta Stori: {period}",
+        "subject_without_period": "Tu resumen de cuenta Stori",
         "greeting": "¡Hola!",
         "greeting_name": "¡Hola, {name}!",
         "lead": (
@@ -143,6 +144,7 @@ MESSAGES: Final[Mapping[str, Mapping[str, str | Mapping[str, str]]]] = {
     },
     "en": {
         "subject": "Your Stori account summary: {period}",
+        "subject_without_period": "Your Stori account summary",
         "greeting": "Hi,",
         "greeting_name": "Hi {name},",
         "lead": (

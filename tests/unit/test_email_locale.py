@@ -258,6 +258,15 @@ def test_operator_template_gets_formatted_and_raw_values() -> None:
     assert '<html lang="es-MX">' in rendered.html
 
 
+def test_a_summary_without_months_has_no_period() -> None:
+    """An event may carry no months: the subject and body then name no period."""
+    subject, html, text = _render(AccountSummary("A", ()), "es-MX")
+    assert subject == "Tu resumen de cuenta Stori"
+    assert "Periodo" not in html
+    assert "Periodo" not in text
+    assert "Saldo total: $0.00" in text
+
+
 def test_an_explicit_subject_overrides_the_localized_one() -> None:
     """EMAIL_SUBJECT, when set, is used for every recipient."""
     rendered = render_summary_email(

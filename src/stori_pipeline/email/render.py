@@ -8,8 +8,10 @@ template that fails to compile or render (a syntax error, an undefined name, a
 ``SecurityError`` from reaching for Python internals, an arithmetic bomb) is reported through
 a :class:`TemplateProblemReporter` and the packaged template is used instead.
 
-The template context (documented for operators in ``templates/email.html.j2``) holds only
-preformatted strings and numbers, so templates never do money arithmetic themselves.
+The template context (documented for operators in ``templates/email.html.j2`` and
+``docs/email.md``) is in the recipient's language and formats (``Users.Locale``, else the
+deployment's default; see :mod:`stori_pipeline.localization`): every value preformatted, and
+the raw numbers beside them for templates that compute.
 """
 
 from __future__ import annotations
@@ -262,6 +264,13 @@ def _messages(  # noqa: PLR0913 - the values the sentences need
     }
 
 
+def _subject(local: Localizer, period: str) -> str:
+    # A summary without months (a detail can carry one) has no period to name.
+    if period:
+        return local.message("subject", period=period)
+    return local.message("subject_without_period")
+
+
 def template_context(
     summary: AccountSummary,
     user: User,
@@ -291,7 +300,7 @@ def template_context(
     balance = local.money(summary.balance_cents)
     overall = local.message("overall_row")
     return {
-        "subject": subject if subject is not None else local.message("subject", period=period),
+        "subject": subject if subject is not None else _subject(local, period),
         "locale": local.tag,
         "lang": local.tag,
         "currency": local.currency,
