@@ -108,6 +108,10 @@ build-DependenciesLayer: | $(UV)
 		--python-platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--only-binary :all: --no-deps --require-hashes -r "$(ARTIFACTS_DIR)/requirements.txt"
 	rm -rf "$(ARTIFACTS_DIR)/python/bin" "$(ARTIFACTS_DIR)/requirements.txt"
+	@# Babel ships CLDR data for ~1,100 locales (35 MB); the email is written only in Spanish and
+	@# English (stori_pipeline.localization.MESSAGES), so the layer keeps es*, en* and root.
+	find "$(ARTIFACTS_DIR)/python/babel/locale-data" -name '*.dat' ! -name 'root.dat' \
+		! -name 'es*' ! -name 'en*' -delete
 
 # Each function's zip: the stori_pipeline package and its handler module at the root, so the
 # template's `Handler: <module>.handler` resolves and `import stori_pipeline` works.

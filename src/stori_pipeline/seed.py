@@ -1,15 +1,16 @@
 """Seed a fresh deployment without the console: ``users put`` and ``template push``.
 
-``stori-pipeline users put ACCOUNT --email E --name N`` writes one ``Users`` item (SPEC §4:
-``AccountId`` → ``Email``, ``Name``); ``stori-pipeline template push [FILE]`` uploads the
-email template to ``email/summary.html.j2`` in the templates bucket after checking that it
-parses as Jinja2. Table and bucket default to the functions' own variables (``USERS_TABLE``,
-``TEMPLATES_BUCKET``), so a shell set up like the function needs no flags; the stack's Outputs
-print both names. ``--endpoint-url`` points the commands at a local emulator.
+``stori-pipeline users put ACCOUNT --email E --name N [--locale es-MX]`` writes one ``Users``
+item (SPEC §4: ``AccountId`` → ``Email``, ``Name``, optional ``Locale``); ``stori-pipeline
+template push [FILE]`` uploads the email template to ``email/summary.html.j2`` in the templates
+bucket after checking that it parses as Jinja2. Table and bucket default to the functions' own
+variables (``USERS_TABLE``, ``TEMPLATES_BUCKET``), so a shell set up like the function needs no
+flags; the stack's Outputs print both names. ``--endpoint-url`` points the commands at a local
+emulator.
 
-Input is validated before any call (account id rule of SPEC §2, address by email-validator,
-a one-line name), so a bad value is a one-line message and exit status 2, never a half-seeded
-table.
+Input is validated before any call (account id rule of SPEC §2, address by email-validator, a
+one-line name, a locale the email is written in), so a bad value is a one-line message and exit
+status 2, never a half-seeded table.
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ class User:
     account_id: str
     email: str
     name: str
+    locale: str | None = None
 
     @classmethod
-    def create(cls, account_id: str, email: str, name: str) -> User:
-        """Validate and normalize; raises :class:`InvalidSeedInputError` on a bad value."""
+    def create(cls, account_id: str, email: str, name: str, locale: str | None = None) -> User:
+        """Validate and normalize; raises :class:`InvalidSeedInputError` on a bad value.
+
+        ``locale`` (``es-MX``, ``en-US``; ``None`` to leave the attribute out, so the
+        deployment's default applies) is stored as its canonical BCP 47 tag.
+        """
         from email_validator import EmailNotValidError, validate_email  # noqa: PLC0415 - lazy
 
         account_id = account_id.strip(" \t")
@@ -105,15 +111,33 @@ class User:
         # The name reaches the email greeting and possibly a header: no line breaks or controls.
         if any(unicodedata.category(c) in {"Cc", "Zl", "Zp"} for c in name):
             raise InvalidSeedInputError("name", "must be one line without control characters")
-        return cls(account_id=account_id, email=normalized, name=name)
+        return cls(account_id=account_id, email=normalized, name=name, locale=_locale_tag(locale))
 
     def to_item(self) -> dict[str, dict[str, str]]:
         """The DynamoDB item, in the low-level attribute-value format."""
-        return {
+        item = {
             "AccountId": {"S": self.account_id},
             "Email": {"S": self.email},
             "Name": {"S": self.name},
         }
+        if self.locale is not None:
+            item["Locale"] = {"S": self.locale}
+        return item
+
+
+def _locale_tag(locale: str | None) -> str | None:
+    """The canonical tag (``es_mx`` -> ``es-MX``) or :class:`InvalidSeedInputError`."""
+    if locale is None:
+        return None
+    from stori_pipeline.localization import (  # noqa: PLC0415 - only --locale needs Babel
+        UnsupportedLocaleError,
+        locale_tag,
+    )
+
+    try:
+        return locale_tag(locale)
+    except UnsupportedLocaleError as exc:
+        raise InvalidSeedInputError("locale", f"{exc} (e.g. es-MX, en-US)") from None
 
 
 def packaged_template() -> Traversable | None:
@@ -210,7 +234,7 @@ def _users_put(args: argparse.Namespace) -> int:
     if not table:
         return _fail("users put: give --table or set USERS_TABLE", EXIT_INVALID)
     try:
-        user = User.create(args.account, args.email, args.name)
+        user = User.create(args.account, args.email, args.name, args.locale)
     except InvalidSeedInputError as exc:
         return _fail(f"users put: {exc}", EXIT_INVALID)
 
@@ -220,7 +244,8 @@ def _users_put(args: argparse.Namespace) -> int:
     failed = _run_aws("dynamodb", args, call, f"table {table!r}")
     if failed is not None:
         return failed
-    print(f"put user {user.account_id} <{user.email}> into {table}")
+    locale = f" ({user.locale})" if user.locale else ""
+    print(f"put user {user.account_id} <{user.email}>{locale} into {table}")
     return EXIT_OK
 
 
@@ -287,11 +312,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     put = users_commands.add_parser(
         "put",
         help="add or replace one account holder",
-        description="Write one Users item: AccountId -> Email, Name (replaces an existing one).",
+        description=(
+            "Write one Users item: AccountId -> Email, Name, optional Locale "
+            "(replaces an existing one)."
+        ),
     )
     put.add_argument("account", metavar="ACCOUNT", help="account id (1-64 of A-Z a-z 0-9 _ -)")
     put.add_argument("--email", required=True, help="recipient address of the summaries")
     put.add_argument("--name", required=True, help="name used in the greeting")
+    put.add_argument(
+        "--locale",
+        default=None,
+        metavar="TAG",
+        help="language and formats of the emails, e.g. es-MX, en-US (default: the deployment's)",
+    )
     put.add_argument("--table", default=None, help="Users table (default: $USERS_TABLE)")
     _add_aws_options(put)
     put.set_defaults(command=_users_put)

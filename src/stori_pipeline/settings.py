@@ -8,11 +8,15 @@ single :class:`~stori_pipeline.errors.ConfigurationError` listing *all* problems
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from stori_pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:  # the email function's only: see _presentation
+    from stori_pipeline.localization import Presentation
 
 __all__ = [
     "DEFAULT_METRICS_NAMESPACE",
@@ -165,7 +169,13 @@ class ScaleOutSettings:
 
 @dataclass(frozen=True, slots=True)
 class EmailSettings:
-    """Settings of ``send-user-email``."""
+    """Settings of ``send-user-email``.
+
+    ``default_locale`` (``es-MX``: Stori's customers are in Mexico) is used for recipients
+    without a usable ``Users.Locale``; ``currency`` is the deployment's (``MXN``). An empty
+    ``email_subject`` means the localized subject line; ``support_email`` and
+    ``support_phone`` are optional footer contacts.
+    """
 
     REQUIRED: ClassVar[tuple[str, ...]] = (
         "USERS_TABLE",
@@ -173,28 +183,102 @@ class EmailSettings:
         "SENDER_EMAIL",
         "IDEMPOTENCY_TABLE",
     )
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("EMAIL_SUBJECT", "TEMPLATE_KEY")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "EMAIL_SUBJECT",
+        "TEMPLATE_KEY",
+        "DEFAULT_LOCALE",
+        "CURRENCY",
+        "SUPPORT_EMAIL",
+        "SUPPORT_PHONE",
+    )
 
     users_table: str
     templates_bucket: str
     sender_email: str
     idempotency_table: str
-    email_subject: str = "Your Stori account summary"
+    email_subject: str | None = None
     template_key: str = "email/summary.html.j2"
+    default_locale: str = "es-MX"
+    currency: str = "MXN"
+    support_email: str = ""
+    support_phone: str = ""
+
+    @property
+    def presentation(self) -> Presentation:
+        """Locale, currency and support contact as the renderer takes them."""
+        from stori_pipeline import localization  # noqa: PLC0415 - see _presentation
+
+        return localization.Presentation(
+            self.default_locale, self.currency, self.support_email, self.support_phone
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmailSettings:
         """Read and validate; raises ``ConfigurationError`` listing every problem."""
         env = _Env(os.environ if environ is None else environ)
+        subject = env.text("EMAIL_SUBJECT", "")
+        if any(c in subject for c in "\r\n"):
+            env.problems.append("EMAIL_SUBJECT must be a single line")
+        presentation = _presentation(env)
         settings = cls(
             users_table=env.text("USERS_TABLE"),
             templates_bucket=env.text("TEMPLATES_BUCKET"),
             sender_email=env.text("SENDER_EMAIL"),
             idempotency_table=env.text("IDEMPOTENCY_TABLE"),
-            email_subject=env.text("EMAIL_SUBJECT", "Your Stori account summary"),
+            email_subject=subject or None,
             template_key=env.text("TEMPLATE_KEY", "email/summary.html.j2"),
+            default_locale=presentation.default_locale,
+            currency=presentation.currency,
+            support_email=presentation.support_email,
+            support_phone=presentation.support_phone,
         )
-        if any(c in settings.email_subject for c in "\r\n"):
-            env.problems.append("EMAIL_SUBJECT must be a single line")
         env.check()
         return settings
+
+
+_PHONE: Final = re.compile(r"\+?[0-9][0-9 ().-]{2,30}")
+
+
+def _presentation(env: _Env) -> Presentation:
+    """DEFAULT_LOCALE, CURRENCY, SUPPORT_EMAIL and SUPPORT_PHONE, each checked."""
+    # Imported here, not at the top: the ingest function reads settings too and never needs
+    # Babel or the address validator (cold-start time).
+    from email_validator import EmailNotValidError, validate_email  # noqa: PLC0415
+
+    from stori_pipeline.localization import (  # noqa: PLC0415
+        DEFAULT_CURRENCY,
+        DEFAULT_LOCALE,
+        Presentation,
+        UnsupportedCurrencyError,
+        UnsupportedLocaleError,
+        check_currency,
+        parse_locale,
+    )
+
+    locale = env.text("DEFAULT_LOCALE", DEFAULT_LOCALE)
+    currency = env.text("CURRENCY", DEFAULT_CURRENCY)
+    support_email = env.text("SUPPORT_EMAIL", "")
+    support_phone = env.text("SUPPORT_PHONE", "")
+    try:
+        parse_locale(locale)
+    except UnsupportedLocaleError as exc:
+        env.problems.append(f"DEFAULT_LOCALE: {exc}")
+        locale = DEFAULT_LOCALE
+    try:
+        currency = check_currency(currency)
+    except UnsupportedCurrencyError as exc:
+        env.problems.append(f"CURRENCY: {exc}")
+        currency = DEFAULT_CURRENCY
+    if support_email:
+        try:
+            support_email = validate_email(support_email, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            env.problems.append(f"SUPPORT_EMAIL is not an address: {exc}")
+    if support_phone and not _PHONE.fullmatch(support_phone):
+        env.problems.append(
+            f"SUPPORT_PHONE must be digits, spaces, + ( ) - . (at most 32), got {support_phone!r}"
+        )
+    try:
+        return Presentation.create(locale, currency, support_email, support_phone)
+    except (UnsupportedLocaleError, UnsupportedCurrencyError):  # already reported above
+        return Presentation()

@@ -108,8 +108,11 @@ def build_preview(  # noqa: PLR0913 - every message field has its own option
     recipient: str = DEFAULT_RECIPIENT,
     name: str = DEFAULT_NAME,
     subject: str | None = None,
+    locale: str | None = None,
 ) -> Preview:
     """The message the email function would send for ``template`` and ``summary``.
+
+    ``locale`` is the recipient's ``Users.Locale`` (``None``: the deployment's default).
 
     Raises:
         PreviewInputError: ``sender`` or ``recipient`` is not a valid address.
@@ -142,9 +145,9 @@ def build_preview(  # noqa: PLR0913 - every message field has its own option
         text = None
     rendered = render_summary_email(
         summary,
-        User(summary.account_id, address, name),
+        User(summary.account_id, address, name, locale=locale),
         text,
-        subject=_default_subject() if subject is None else subject,
+        subject=subject,
         template_label=label,
         on_template_problem=_Problems(problems),
     )
@@ -155,14 +158,6 @@ def build_preview(  # noqa: PLR0913 - every message field has its own option
         rendered.template_source,
         next(iter(problems), None),
     )
-
-
-def _default_subject() -> str:
-    """``EMAIL_SUBJECT``'s default, read from the settings class (one source of truth)."""
-    from stori_pipeline.settings import EmailSettings  # noqa: PLC0415
-
-    (field,) = (f for f in dataclasses.fields(EmailSettings) if f.name == "email_subject")
-    return str(field.default)
 
 
 def literal(text: str) -> str:
@@ -232,6 +227,7 @@ def _build_and_write(args: argparse.Namespace, label: str, out: Path) -> int:
             recipient=args.email,
             name=args.name,
             subject=args.subject,
+            locale=args.locale,
         )
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -267,5 +263,12 @@ def register(template_commands: Any) -> None:  # noqa: ANN401 - argparse's priva
     preview.add_argument("--name", default=DEFAULT_NAME, help="recipient name (greeting)")
     preview.add_argument("--email", default=DEFAULT_RECIPIENT, help="recipient address")
     preview.add_argument("--sender", default=DEFAULT_SENDER, help="From address")
-    preview.add_argument("--subject", default=None, help="subject (default: the function's)")
+    preview.add_argument(
+        "--subject", default=None, help="subject (default: the function's, localized)"
+    )
+    preview.add_argument(
+        "--locale",
+        default=None,
+        help="the recipient's Users.Locale, e.g. es-MX or en-US (default: the deployment's)",
+    )
     preview.set_defaults(command=_template_preview)

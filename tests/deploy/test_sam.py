@@ -133,8 +133,27 @@ def test_every_wheel_in_the_layer_is_tagged_for_lambda(build_dir: Path) -> None:
 def test_layer_ships_runtime_dependencies_only(build_dir: Path) -> None:
     """The layer holds the runtime set from uv.lock: no dev tools, no `local` extra, no CLI-only."""
     top = {p.name.split("-")[0].lower() for p in _layer(build_dir).iterdir()}
-    assert {"aioboto3", "aiocsv", "aws_lambda_powertools", "jinja2", "css_inline"} <= top
+    assert {"aioboto3", "aiocsv", "aws_lambda_powertools", "jinja2", "css_inline", "babel"} <= top
     assert top & NEVER_SHIPPED == set()
+
+
+def test_layer_keeps_babel_data_for_the_emails_languages_only(build_dir: Path) -> None:
+    """Babel's CLDR data is cut to es*, en* and root, and still formats es-MX and en-US money."""
+    layer = _layer(build_dir)
+    kept = {p.name for p in (layer / "babel" / "locale-data").glob("*.dat")}
+    assert {"root.dat", "es.dat", "es_MX.dat", "es_419.dat", "en.dat", "en_US.dat"} <= kept
+    assert {name[:2] for name in kept} == {"ro", "es", "en"}
+    script = (
+        f"import sys; sys.path.insert(0, {str(layer)!r}); from decimal import Decimal; "
+        "from babel.numbers import format_currency as f; from babel.dates import format_skeleton; "
+        "import datetime; print(f(Decimal('-15.38'), 'MXN', locale='es_MX'), "
+        "f(Decimal('39.74'), 'MXN', locale='en_US'), "
+        "format_skeleton('yMMMM', datetime.date(2024, 7, 1), locale='es_MX'))"
+    )
+    command = [sys.executable, "-I", "-c", script]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 2) == ["-$15.38", "MX$39.74", "julio de 2024\n"]
 
 
 def _imports(path: Path) -> Iterator[tuple[str, int]]:

@@ -188,3 +188,16 @@ def test_template_push_without_file_uses_the_packaged_template(
         .read()
     )
     assert body == packaged.read_bytes()
+
+
+def test_users_put_stores_the_locale(aws_endpoint: str, users_table: str) -> None:
+    """`users put --locale es_mx` stores Locale es-MX; an unsupported locale writes nothing."""
+    args = ("--email", "a@example.com", "--name", "A", "--table", users_table)
+    assert _put(aws_endpoint, "acc-mx", *args, "--locale", "es_mx") == 0
+    assert _put(aws_endpoint, "acc-fr", *args, "--locale", "fr-FR") == 2
+    dynamodb = _client("dynamodb", aws_endpoint)
+    item = dynamodb.get_item(TableName=users_table, Key={"AccountId": {"S": "acc-mx"}})["Item"]
+    assert item["Locale"] == {"S": "es-MX"}
+    assert "Item" not in dynamodb.get_item(
+        TableName=users_table, Key={"AccountId": {"S": "acc-fr"}}
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stori_pipeline.cli import main
+from stori_pipeline.cli import build_parser, main
 from stori_pipeline.local.demo import LocalSession, local_plan, run_demo
 from stori_pipeline.local.dispatcher import LambdaContext, ThreadRuntime
 from stori_pipeline.local.stack import clients
@@ -43,7 +43,8 @@ def _text(path: Path) -> str:
 
 def _assert_email_shows(text: str, summary: AccountSummary) -> None:
     """The plain-text part shows the balance and the overall averages of ``summary``."""
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)  # thousands separators are presentation
+    # Thousands separators and the currency sign ("-$1,234.50") are presentation.
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text).replace("$", "")
     assert format_cents(summary.balance_cents) in text
     for flow in (summary.credit, summary.debit):
         if flow.average_cents is not None:
@@ -74,7 +75,7 @@ def test_demo_command_on_the_example(
     assert (account["eventsRouted"], account["rowsRejected"]) == (1, 0)
     (sent,) = account["emails"]
     text = _text(Path(sent["eml"]))
-    for value in ("39.74", "35.25", "-15.38"):
+    for value in ("$39.74", "$35.25", "-$15.38"):  # pesos: the template's default, es-MX / MXN
         assert value in text
     assert Path(sent["html"]).read_text(encoding="utf-8").count("cid:") == 0
 
@@ -179,3 +180,47 @@ async def test_twenty_files_at_once_each_emailed_once(aws_endpoint: str, tmp_pat
     assert account.items_written == 40
     balances = sorted(s.balance_cents for s in account.summaries)
     assert balances == sorted((n + 1) * 100 + 25 - 150 for n in range(20))
+
+
+async def test_demo_in_mexican_spanish(
+    aws_endpoint: str, example_csv: Path, tmp_path: Path
+) -> None:
+    """With `--locale es-MX` the worked example is in pesos, Spanish months and its period."""
+    report = await run_demo(
+        [example_csv],
+        out_dir=tmp_path / "out",
+        template=TEMPLATE,
+        endpoint=aws_endpoint,
+        stack_name="e2e-es",
+        locale="es-MX",
+    )
+    assert report.ok
+    (sent,) = report.accounts[0].emails
+    message = email.message_from_bytes(sent.eml.read_bytes(), policy=email.policy.default)
+    assert str(message["Subject"]) == "Tu resumen de cuenta Stori: julio \N{EN DASH} agosto"
+    text = _text(sent.eml)
+    assert "Periodo: julio\u2009\N{EN DASH}\u2009agosto" in text
+    assert "Saldo total: $39.74" in text
+    assert re.search(r"Julio\s+2\s+\$60\.50\s+-\$10\.30\r?\n", text)
+    assert re.search(r"Agosto\s+2\s+\$10\.00\s+-\$20\.46\r?\n", text)
+    assert re.search(r"Todo el periodo\s+4\s+\$35\.25\s+-\$15\.38\r?\n", text)
+    assert sent.html is not None
+    page = sent.html.read_text(encoding="utf-8")
+    assert '<html lang="es-MX"' in page
+    assert "Importes en pesos mexicanos (MXN)." in page
+
+
+def test_demo_and_local_up_take_a_locale_for_their_users() -> None:
+    """`--locale es_mx` reaches the commands as the canonical es-MX."""
+    parser = build_parser()
+    assert parser.parse_args(["demo", "--locale", "es_mx"]).locale == "es-MX"
+    assert parser.parse_args(["local", "up", "--locale", "EN-us"]).locale == "en-US"
+    assert parser.parse_args(["demo"]).locale is None
+
+
+def test_demo_rejects_an_unsupported_locale(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--locale fr-FR` is refused before anything starts, naming the languages supported."""
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--locale", "fr-FR"])
+    assert exited.value.code == 2
+    assert "(es, en)" in capsys.readouterr().err

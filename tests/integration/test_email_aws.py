@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import email
 import email.policy
 import json
@@ -89,6 +90,8 @@ def stack(aws_endpoint: str, unique: str) -> Stack:
         )
     users = {
         f"acc-{unique}": {"Email": recipient, "Name": "Ana García"},
+        f"en-{unique}": {"Email": f"ann-{unique}@example.com", "Name": "Ann", "Locale": "en-US"},
+        f"odd-{unique}": {"Email": f"oz-{unique}@example.com", "Name": "Oz", "Locale": "tlh-QQ"},
         f"bad-{unique}": {"Email": "not an address", "Name": "Bo"},
         f"noemail-{unique}": {"Name": "Cy"},
     }
@@ -121,7 +124,9 @@ async def test_lookup_user_found_unknown_and_invalid(dynamodb: Any, stack: Stack
     table = stack.settings.users_table
     suffix = table.removeprefix("users-")
     user = await lookup_user(dynamodb, table=table, account_id=f"acc-{suffix}")
-    assert (user.email, user.name) == (stack.recipient, "Ana García")
+    assert (user.email, user.name, user.locale) == (stack.recipient, "Ana García", None)
+    english = await lookup_user(dynamodb, table=table, account_id=f"en-{suffix}")
+    assert (english.name, english.locale) == ("Ann", "en-US")
     with pytest.raises(UnknownAccountError):
         await lookup_user(dynamodb, table=table, account_id=f"nobody-{suffix}")
     with pytest.raises(InvalidEmailError):
@@ -133,7 +138,10 @@ async def test_lookup_user_found_unknown_and_invalid(dynamodb: Any, stack: Stack
 async def test_sends_mime_with_both_parts_and_logo(
     dynamodb: Any, s3: Any, ses: Any, stack: Stack, unique: str
 ) -> None:
-    """With no S3 template, SES gets one parseable message: text, HTML and the inline logo."""
+    """With no S3 template, SES gets one parseable message: text, HTML and the inline logo.
+
+    The user has no Locale, so it is written in the deployment's default, es-MX, in pesos.
+    """
     problems: list[TemplateProblem] = []
     sent = await send_summary_email(
         summary_event(f"acc-{unique}", "1" * 32)["detail"],
@@ -150,17 +158,52 @@ async def test_sends_mime_with_both_parts_and_logo(
     assert message["To"].addresses[0].addr_spec == stack.recipient
     assert message["To"].addresses[0].display_name == "Ana García"
     assert message["From"].addresses[0].display_name == "Stori"
-    assert str(message["Subject"]) == "Your Stori account summary"
+    # The period's thin spaces become plain ones: header white space is normalized.
+    assert str(message["Subject"]) == "Tu resumen de cuenta Stori: julio \N{EN DASH} agosto"
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     assert text is not None
     assert html is not None
-    for figure in ("39.74", "-15.38", "35.25", "July", "August"):
+    assert 'lang="es-MX"' in html.get_content()
+    for figure in ("$39.74", "-$15.38", "$35.25", "Julio", "Agosto", "Todo el periodo"):
         assert figure in text.get_content()
         assert figure in html.get_content()
     (logo,) = [p for p in message.walk() if p.get_content_type() == "image/png"]
     assert logo.get_content().startswith(PNG_MAGIC)
     assert f"cid:{str(logo['Content-ID']).strip('<>')}" in html.get_content()
+
+
+async def test_users_locale_and_the_deployments_currency_and_contact_reach_the_email(
+    dynamodb: Any, s3: Any, ses: Any, stack: Stack, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Users.Locale en-US gives English; CURRENCY and SUPPORT_EMAIL come from the settings.
+
+    An unusable Locale falls back to DEFAULT_LOCALE (here en-US) with a warning, and the
+    email is still sent.
+    """
+    settings = dataclasses.replace(
+        stack.settings,
+        default_locale="en-US",
+        currency="USD",
+        support_email="help@stori.example",
+    )
+    for account, import_id in ((f"en-{unique}", "4" * 32), (f"odd-{unique}", "5" * 32)):
+        await send_summary_email(
+            summary_event(account, import_id)["detail"],
+            settings=settings,
+            dynamodb=dynamodb,
+            s3=s3,
+            ses=ses,
+            template_cache=TemplateCache(),
+        )
+    for address in (f"ann-{unique}@example.com", f"oz-{unique}@example.com"):
+        (message,) = sent_messages(address)
+        assert str(message["Subject"]) == "Your Stori account summary: July \N{EN DASH} August"
+        text = message.get_body(preferencelist=("plain",))
+        assert text is not None
+        for words in ("$39.74", "-$15.38", "July", "Whole period", "help@stori.example", "(USD)"):
+            assert words in text.get_content()
+    assert "'tlh-QQ'" in caplog.text
 
 
 async def test_s3_template_overrides_and_is_revalidated_by_etag(
@@ -191,9 +234,10 @@ async def test_s3_template_overrides_and_is_revalidated_by_etag(
     htmls = [m.get_body(preferencelist=("html",)) for m in sent_messages(stack.recipient)]
     contents = [h.get_content() for h in htmls if h is not None]
     assert len(contents) == 3
-    assert "v1 Ana García 39.74" in contents[0]
-    assert "v1 Ana García 39.74" in contents[1]
-    assert "v2 39.74" in contents[2]
+    nowrap = '<span style="white-space:nowrap">'
+    assert f"v1 Ana García {nowrap}$39.74</span>" in contents[0]
+    assert f"v1 Ana García {nowrap}$39.74</span>" in contents[1]
+    assert f"v2 {nowrap}$39.74</span>" in contents[2]
 
 
 async def test_broken_s3_template_falls_back_to_packaged(
@@ -219,7 +263,7 @@ async def test_broken_s3_template_falls_back_to_packaged(
     (message,) = sent_messages(stack.recipient)
     html = message.get_body(preferencelist=("html",))
     assert html is not None
-    assert "Month by month" in html.get_content()
+    assert "Mes por mes" in html.get_content()
 
 
 async def test_unknown_account_sends_nothing(

@@ -3,11 +3,15 @@
 Headless Chromium will not size a window below 500 CSS pixels, so each width is emulated by
 an iframe exactly that wide (its own viewport: media queries and ``innerWidth`` follow it).
 The harness reads the framed document's ``scrollWidth`` after load and writes it into the
-page, which ``--dump-dom`` prints. Screenshots go to ``test-artifacts/`` (git-ignored).
+page, which ``--dump-dom`` prints; it also reads every text's computed colour and the
+background it sits on, so the dark scheme's contrast is checked as Chromium draws it. Each
+case runs in both locales and both colour schemes (``prefers-color-scheme`` set through
+Blink's ``preferredColorScheme``). Screenshots go to ``test-artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -20,12 +24,15 @@ import pytest
 from stori_pipeline.email import User, html_with_embedded_images, render_summary_email
 from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
 from tests.spec_example import spec_example_json
+from tests.unit.test_email_accessibility import AA, contrast
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTHS = (375, 1280)
-FRAME_HEIGHT = 2000
+LOCALES = ("es-MX", "en-US")
+SCHEMES = {"light": 1, "dark": 0}  # Blink's preferredColorScheme values
+FRAME_HEIGHT = 2200
 
 pytestmark = [
     pytest.mark.slow,
@@ -55,7 +62,7 @@ CASES = {
 }
 
 
-def _chromium(width: int, *args: str, profile: Path) -> str:
+def _chromium(width: int, scheme: str, *args: str, profile: Path) -> str:
     assert CHROMIUM is not None
     command = [
         CHROMIUM,
@@ -70,45 +77,77 @@ def _chromium(width: int, *args: str, profile: Path) -> str:
         "--hide-scrollbars",
         f"--user-data-dir={profile}",
         f"--window-size={max(width, 500)},{FRAME_HEIGHT}",
+        f"--blink-settings=preferredColorScheme={SCHEMES[scheme]}",
         *args,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     return done.stdout
 
 
+# For each element with its own text: [text, colour, the first opaque background up the tree].
+_COLOURS = (
+    "const texts=[];for(const e of d.body.querySelectorAll('*')){"
+    "const own=[...e.childNodes].filter(n=>n.nodeType===3).map(n=>n.data).join('').trim();"
+    "if(!own||e.closest('[style*=\\'display:none\\']'))continue;"
+    "let b=e,bg='';while(b){const c=getComputedStyle(b).backgroundColor;"
+    "if(c&&c!=='transparent'&&!c.endsWith(', 0)')){bg=c;break}b=b.parentElement}"
+    "texts.push([own.slice(0,40),getComputedStyle(e).color,bg||'rgb(255, 255, 255)'])}"
+)
+
+
 def _harness(email_html: str, width: int) -> str:
     measure = (
-        "const d=this.contentDocument;document.body.setAttribute('data-check',JSON.stringify("
-        "{scrollWidth:d.documentElement.scrollWidth,innerWidth:this.contentWindow.innerWidth}))"
+        "const d=this.contentDocument;"
+        + _COLOURS
+        + ";document.body.setAttribute('data-check',JSON.stringify("
+        "{scrollWidth:d.documentElement.scrollWidth,innerWidth:this.contentWindow.innerWidth,"
+        "dark:this.contentWindow.matchMedia('(prefers-color-scheme: dark)').matches,texts}))"
     )
     return (
         "<!DOCTYPE html><html><head><style>html,body{margin:0;background:#cfd6d9}"
         "iframe{border:0;display:block}</style></head><body>"
         f'<iframe width="{width}" height="{FRAME_HEIGHT}" '
-        f'srcdoc="{html.escape(email_html, quote=True)}" onload="{measure}"></iframe>'
+        f'srcdoc="{html.escape(email_html, quote=True)}" onload="{html.escape(measure)}"></iframe>'
         "</body></html>"
     )
 
 
+def _rgb(css: str) -> tuple[int, int, int]:
+    r, g, b = (int(float(v)) for v in re.findall(r"[\d.]+", css)[:3])
+    return (r, g, b)
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_html_part_has_no_horizontal_overflow(case: str, width: int, tmp_path: Path) -> None:
-    """At a phone and a desktop width the email fits: scrollWidth <= the viewport width."""
+def test_html_part_fits_and_is_readable(
+    case: str, width: int, locale: str, scheme: str, tmp_path: Path
+) -> None:
+    """At a phone and a desktop width, in both locales and schemes: no overflow, AA contrast."""
     summary, user = CASES[case]
-    rendered = render_summary_email(summary, user, subject="Your Stori account summary")
+    rendered = render_summary_email(summary, dataclasses.replace(user, locale=locale))
     page = tmp_path / "harness.html"
     page.write_text(_harness(html_with_embedded_images(rendered), width), encoding="utf-8")
 
     # The screenshot first, so a failing layout leaves a picture of itself behind.
     ARTIFACTS.mkdir(exist_ok=True)
-    png = ARTIFACTS / f"email-{case}-{width}.png"
+    png = ARTIFACTS / f"email-{case}-{locale}-{scheme}-{width}.png"
     png.unlink(missing_ok=True)
-    _chromium(width, f"--screenshot={png}", page.as_uri(), profile=tmp_path / "profile-png")
+    _chromium(width, scheme, f"--screenshot={png}", page.as_uri(), profile=tmp_path / "png")
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
-    dom = _chromium(width, "--dump-dom", page.as_uri(), profile=tmp_path / "profile-dom")
+    dom = _chromium(width, scheme, "--dump-dom", page.as_uri(), profile=tmp_path / "dom")
     found = re.search(r'data-check="([^"]*)"', dom)
     assert found is not None, "the measuring script did not run"
     check = json.loads(html.unescape(found.group(1)))
     assert check["innerWidth"] == width
-    assert check["scrollWidth"] <= check["innerWidth"], check
+    assert check["dark"] is (scheme == "dark")
+    assert check["scrollWidth"] <= check["innerWidth"], check["scrollWidth"]
+    assert len(check["texts"]) >= 25
+    low = [
+        (text, colour, background)
+        for text, colour, background in check["texts"]
+        if contrast(_rgb(colour), _rgb(background)) < AA
+    ]
+    assert low == []

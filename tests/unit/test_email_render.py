@@ -30,8 +30,9 @@ from stori_pipeline.summary import AccountSummary, Flow, MonthSummary
 from tests.spec_example import spec_example_json
 
 SUBJECT = "Your Stori account summary"
-MONEY = re.compile(r"-?\d{1,3}(?:,\d{3})*\.\d{2}")
+MONEY = re.compile(r"-?(?:MX)?\$\d{1,3}(?:,\d{3})*\.\d{2}")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_INLINE = frozenset({"span", "wbr", "b", "strong", "i", "em", "a"})
 
 
 class _VisibleText(HTMLParser):
@@ -43,6 +44,8 @@ class _VisibleText(HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _INLINE:  # a block boundary separates words; a <span> or <wbr> does not
+            self.parts.append(" ")
         style = dict(attrs).get("style") or ""
         if tag in {"style", "title"} or "display:none" in style.replace(" ", ""):
             self._skip += 1
@@ -60,12 +63,12 @@ def visible_text(html: str) -> str:
     """The words a reader sees in ``html``, white space collapsed."""
     parser = _VisibleText()
     parser.feed(html)
-    return " ".join(" ".join(parser.parts).split())
+    return " ".join("".join(parser.parts).split())
 
 
 def cells(html: str) -> list[list[str]]:
     """The text of each <td> of each <tr> of the month table (rows after its header)."""
-    start = html.index("Month by month")
+    start = html.index('class="months"')
     table = html[start : html.index("</table>", start)]
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.DOTALL)
     return [
@@ -95,8 +98,8 @@ async def worked_example(example_csv: Path) -> AccountSummary:
 
 @pytest.fixture
 def ana() -> User:
-    """A user with a non-ASCII name."""
-    return User("AccountId123", "ana@example.com", "Ana García")
+    """A user with a non-ASCII name who reads English (Users.Locale en-US)."""
+    return User("AccountId123", "ana@example.com", "Ana García", "en-US")
 
 
 async def test_worked_example_numbers_in_both_parts(
@@ -106,14 +109,15 @@ async def test_worked_example_numbers_in_both_parts(
     rendered = render_summary_email(worked_example, ana, subject=SUBJECT)
     html_text = visible_text(rendered.html)
     for part in (html_text, rendered.text):
-        for figure in ("39.74", "-15.38", "35.25", "July", "August"):
+        for figure in ("MX$39.74", "-MX$15.38", "MX$35.25", "July", "August"):
             assert figure in part
     assert cells(rendered.html) == [
-        ["July", "2", "60.50", "-10.30"],
-        ["August", "2", "10.00", "-20.46"],
+        ["July", "2", "MX$60.50", "-MX$10.30"],
+        ["August", "2", "MX$10.00", "-MX$20.46"],
+        ["Whole period", "4", "MX$35.25", "-MX$15.38"],
     ]
-    assert re.search(r"July\s+2\s+60\.50\s+-10\.30", rendered.text)
-    assert re.search(r"August\s+2\s+10\.00\s+-20\.46", rendered.text)
+    assert re.search(r"July\s+2\s+MX\$60\.50\s+-MX\$10\.30", rendered.text)
+    assert re.search(r"August\s+2\s+MX\$10\.00\s+-MX\$20\.46", rendered.text)
 
 
 async def test_text_part_mirrors_html_numbers(worked_example: AccountSummary, ana: User) -> None:
@@ -125,30 +129,30 @@ async def test_text_part_mirrors_html_numbers(worked_example: AccountSummary, an
 
 
 def test_every_field_appears_with_thousands_separators() -> None:
-    """Name, account hint, balance, counts and averages appear, formatted like -1,234.50."""
+    """Name, account hint, balance, counts and averages appear, formatted like -MX$1,234.50."""
     summary = AccountSummary(
         "ACC-9876",
         (month(2024, 1, (2, 250_000_00), (3, -123_450)), month(2024, 2, (1, 7), (0, 0))),
     )
-    user = User("ACC-9876", "bo@example.com", "Bo")
+    user = User("ACC-9876", "bo@example.com", "Bo", "en-US")
     rendered = render_summary_email(summary, user, subject=SUBJECT)
     seen = visible_text(rendered.html)
     expected = [
         "Hi Bo,",
         "9876",  # account hint: last four characters
-        "248,765.57",  # balance = 250,000.00 + 0.07 - 1,234.50
-        "83,333.36",  # average credit 250,000.07 / 3, half-up
-        "-411.50",  # average debit -1,234.50 / 3
+        "MX$248,765.57",  # balance = 250,000.00 + 0.07 - 1,234.50
+        "MX$83,333.36",  # average credit 250,000.07 / 3, half-up
+        "-MX$411.50",  # average debit -1,234.50 / 3
         "3 credits",
         "3 debits",
-        "125,000.00",  # January's average credit
-        "0.07",  # February's average credit
+        "MX$125,000.00",  # January's average credit
+        "MX$0.07",  # February's average credit
     ]
     for figure in expected:
         assert figure in seen, figure
         assert figure in rendered.text, figure
-    assert "6 transactions" in seen
-    assert re.search(r"Transactions:\s+6\n", rendered.text)
+    assert "6 transactions in this period" in seen
+    assert "6 transactions in this period" in rendered.text
     assert rendered.subject == SUBJECT
 
 
@@ -169,7 +173,7 @@ def test_money_format(cents: int, text: str) -> None:
 
 
 def test_month_names_years_and_dashes() -> None:
-    """English month names, the year only when known, and an em dash where a flow is empty."""
+    """English month names for en-US, the year only when known, an em dash for no flow."""
     summary = AccountSummary(
         "A1",
         (
@@ -178,14 +182,16 @@ def test_month_names_years_and_dashes() -> None:
             month(2024, 9, (0, 0), (0, 0)),
         ),
     )
-    rendered = render_summary_email(summary, User("A1", "a@example.com", "A"), subject=SUBJECT)
+    user = User("A1", "a@example.com", "A", "en-US")
+    rendered = render_summary_email(summary, user, subject=SUBJECT)
     assert cells(rendered.html) == [
-        ["March", "1", "5.00", "—"],
-        ["December 2023", "2", "—", "-1.50"],
+        ["March", "1", "MX$5.00", "—"],
+        ["December 2023", "2", "—", "-MX$1.50"],
         ["September 2024", "0", "—", "—"],
+        ["Whole period", "3", "MX$5.00", "-MX$1.50"],
     ]
-    assert re.search(r"March\s+1\s+5\.00\s+—", rendered.text)
-    assert re.search(r"December 2023\s+2\s+—\s+-1\.50", rendered.text)
+    assert re.search(r"March\s+1\s+MX\$5\.00\s+—", rendered.text)
+    assert re.search(r"December 2023\s+2\s+—\s+-MX\$1\.50", rendered.text)
 
 
 def test_html_in_name_is_escaped(worked_example_sync: AccountSummary) -> None:
@@ -312,7 +318,7 @@ def test_header_injection_through_name_is_neutralized(
 def test_non_ascii_display_name_is_rfc2047_encoded(worked_example_sync: AccountSummary) -> None:
     """A non-ASCII name is encoded in the To header and decodes back unchanged."""
     rendered = render_summary_email(
-        worked_example_sync, User("A", "a@example.com", "Zoë Ñúñez 李"), subject=SUBJECT
+        worked_example_sync, User("A", "a@example.com", "Zoë Ñúñez 李", "en-US"), subject=SUBJECT
     )
     raw = build_mime(
         rendered,
@@ -365,8 +371,8 @@ def test_unsafe_or_broken_template_falls_back(
         on_template_problem=problems,
     )
     assert rendered.template_source == "packaged"
-    assert "Month by month" in rendered.html
-    assert "39.74" in rendered.html
+    assert "Mes por mes" in rendered.html  # the packaged template, in the default es-MX
+    assert "$39.74" in rendered.html
     assert "subclasses" not in rendered.html
     (problem,) = problems.seen
     assert (problem.source, problem.reason) == ("s3://bucket/email/summary.html.j2", reason)
@@ -381,14 +387,19 @@ def test_custom_template_is_used_and_autoescaped(worked_example_sync: AccountSum
     )
     rendered = render_summary_email(
         worked_example_sync,
-        User("A", "a@example.com", "<Ana>"),
+        User("A", "a@example.com", "<Ana>", "en-US"),
         template,
         subject=SUBJECT,
         template_label="custom-x",
     )
     assert rendered.template_source == "custom-x"
-    assert '<p class="b" style="color: #123456;">&lt;Ana&gt;: 39.74</p>' in rendered.html
-    assert "<i>July=-10.30</i><i>August=-20.46</i>" in rendered.html
+    nowrap = '<span style="white-space:nowrap">'
+    assert f'<p class="b" style="color: #123456;">&lt;Ana&gt;: {nowrap}MX$39.74</span></p>' in (
+        rendered.html
+    )
+    assert f"<i>July={nowrap}-MX$10.30</span></i><i>August={nowrap}-MX$20.46</span></i>" in (
+        rendered.html
+    )
     assert "39.74" in rendered.text  # the text part is always the packaged one
 
 

@@ -31,7 +31,7 @@ SMALL = RenderBudget(seconds=0.5, output_bytes=64 * 1024, memory_bytes=64 * 1024
 SLACK_SECONDS = 3.0
 NESTED_PRINT = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
 NESTED_SILENT = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
-MONTH_ROWS = (r"July\s+2\s+60\.50\s+-10\.30", r"August\s+2\s+10\.00\s+-20\.46")
+MONTH_ROWS = (r"July\s+2\s+MX\$60\.50\s+-MX\$10\.30", r"August\s+2\s+MX\$10\.00\s+-MX\$20\.46")
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def summary() -> AccountSummary:
     return AccountSummary.from_json(spec_example_json())
 
 
-USER = User("AccountId123", "ana@example.com", "Ana")
+USER = User("AccountId123", "ana@example.com", "Ana", locale="en-US")
 
 
 def render(
@@ -165,7 +165,7 @@ def test_output_that_grows_past_the_budget_when_inlined_is_refused(
 
 def test_output_just_under_the_budget_is_sent(summary: AccountSummary) -> None:
     """A template under every budget is used as written (the budget is not a cliff)."""
-    template = "<p>{{ balance }}</p>" + "<!-- x -->" * 3000
+    template = "<p>{{ balance_value }}</p>" + "<!-- x -->" * 3000
     rendered, problems, _ = render(summary, template, SMALL)
     assert problems == []
     assert rendered.template_source == LABEL
@@ -177,7 +177,7 @@ def test_a_good_template_costs_milliseconds(summary: AccountSummary) -> None:
 
     Measured as CPU time (own and children's), not wall time, so a loaded machine cannot fail it.
     """
-    template = "<p>{{ name }}: {{ balance }}</p>{% for m in months %}{{ m.label }}{% endfor %}"
+    template = "<p>{{ name }}: {{ balance_value }}</p>{% for m in months %}{{ m.label }}{% endfor %}"
     render(summary, template)  # the first render of a source also compiles it in the parent
     before = os.times()
     rendered, problems, _ = render(summary, template)
@@ -197,7 +197,7 @@ def test_only_templates_that_rendered_within_budget_are_compiled_outside_the_chi
     bomb = "{{ 'x'|center(999999999) }}"  # runs at compile time (constant folding)
     render(summary, bomb)
     assert bomb not in render_module._VETTED
-    sources = [f"<p>{n} {{{{ balance }}}}</p>" for n in range(6)]
+    sources = [f"<p>{n} {{{{ balance_value }}}}</p>" for n in range(6)]
     for source in sources:
         rendered, problems, _ = render(summary, source)
         assert problems == []

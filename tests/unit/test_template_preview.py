@@ -13,7 +13,7 @@ import pytest
 from stori_pipeline.cli import main
 from tests.spec_example import spec_example_json
 
-GOOD = '<html><body><img src="{{ logo_src }}"><p>{{ name }}: {{ balance }}</p></body></html>'
+GOOD = '<html><body><img src="{{ logo_src }}"><p>{{ name }}: {{ balance_value }}</p></body></html>'
 
 
 @pytest.fixture
@@ -37,7 +37,18 @@ def write(tmp_path: Path, name: str, body: str | bytes) -> Path:
 def preview(template: Path | str, summary: Path | str, out: Path, *extra: str) -> int:
     """Run the command."""
     return main(
-        ["template", "preview", str(template), "--summary", str(summary), "--out", str(out), *extra]
+        [
+            "template",
+            "preview",
+            str(template),
+            "--summary",
+            str(summary),
+            "--out",
+            str(out),
+            "--locale",
+            "en-US",
+            *extra,
+        ]
     )
 
 
@@ -79,7 +90,7 @@ def test_good_template_is_used_and_both_files_written(
     text = message.get_body(preferencelist=("plain",))
     assert text is not None
     assert "July" in text.get_content()
-    assert str(message["Subject"]) == "Your Stori account summary"
+    assert str(message["Subject"]) == "Your Stori account summary: July – August"
     assert message["To"].addresses[0].addr_spec == "account-holder@example.com"
     page = (out / "preview.html").read_text(encoding="utf-8")
     assert "<p>Ana: 39.74</p>" in page

@@ -15,6 +15,7 @@ from stori_pipeline.email.recipients import lookup_user, normalize_email
 from stori_pipeline.email.render import (
     InlineImage,
     MonthRow,
+    Presentation,
     RenderedEmail,
     TemplateProblem,
     TemplateProblemReporter,
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidEmailError",
     "InvalidSummaryEventError",
     "MonthRow",
+    "Presentation",
     "RecipientError",
     "RenderBudget",
     "RenderedEmail",

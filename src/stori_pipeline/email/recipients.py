@@ -1,8 +1,10 @@
 """Who gets the email: the ``Users`` table (SPEC §4, §6) read through an injected client.
 
-``AccountId`` -> ``Email``, ``Name``. A missing item or a missing/invalid address is a
-:class:`~stori_pipeline.email.errors.RecipientError` (permanent: no retry can fix the data);
-a failed AWS call is an :class:`~stori_pipeline.errors.AwsOperationError` (retried by Lambda).
+``AccountId`` -> ``Email``, ``Name`` and the optional ``Locale`` (``es-MX``; the renderer falls
+back to the deployment's default when it is absent or unusable). A missing item or a
+missing/invalid address is a :class:`~stori_pipeline.email.errors.RecipientError` (permanent:
+no retry can fix the data); a failed AWS call is an
+:class:`~stori_pipeline.errors.AwsOperationError` (retried by Lambda).
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ async def lookup_user(dynamodb: DynamoDBClient, *, table: str, account_id: str) 
         response = await dynamodb.get_item(
             TableName=table,
             Key={"AccountId": {"S": account_id}},
-            ProjectionExpression="AccountId, Email, #n",
-            ExpressionAttributeNames={"#n": "Name"},
+            ProjectionExpression="AccountId, Email, #n, #l",
+            ExpressionAttributeNames={"#n": "Name", "#l": "Locale"},
             ConsistentRead=True,
         )
     except ClientError as exc:
@@ -65,4 +67,5 @@ async def lookup_user(dynamodb: DynamoDBClient, *, table: str, account_id: str) 
     if email is None:
         raise InvalidEmailError(account_id=account_id, reason="Email attribute is missing")
     name = item.get("Name", {}).get("S", "")
-    return User(account_id, normalize_email(email, account_id=account_id), name)
+    locale = item.get("Locale", {}).get("S")
+    return User(account_id, normalize_email(email, account_id=account_id), name, locale)

@@ -10,8 +10,10 @@ render, or passes a budget, is reported through a :class:`TemplateProblemReporte
 packaged template is used instead; the packaged templates render in-process, in the same
 immutable sandbox, from a context the operator's template cannot have changed.
 
-The template context (documented for operators in ``templates/email.html.j2``) holds only
-preformatted strings and numbers, so templates never do money arithmetic themselves.
+The template context (documented for operators in ``templates/email.html.j2`` and
+``docs/email.md``) is in the recipient's language and formats (``Users.Locale``, else the
+deployment's default; see :mod:`stori_pipeline.localization`): every value preformatted, and
+the raw numbers beside them for templates that compute.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from typing import Any, Final, Protocol
 
@@ -37,6 +40,7 @@ from stori_pipeline.email.sandbox import (
     render_capped,
     run_isolated,
 )
+from stori_pipeline.localization import DASH, Figure, Localizer, Presentation
 from stori_pipeline.summary import MONTH_NAMES, AccountSummary, Flow, MonthSummary
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "PACKAGED",
     "InlineImage",
     "MonthRow",
+    "Presentation",
     "RenderedEmail",
     "TemplateProblem",
     "TemplateProblemReporter",
@@ -59,7 +64,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DASH: Final = "\u2014"  # the em dash shown where a month has no credit or no debit
 LOGO_CID: Final = "stori-logo@stori-pipeline"
 PACKAGED: Final = "packaged"
 MAX_NAME_LENGTH: Final = 80
@@ -70,11 +74,15 @@ _LINE_SEPS: Final = frozenset({"Zl", "Zp"})
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """The recipient: ``email`` is already validated; ``name`` may be empty."""
+    """The recipient: ``email`` is already validated; ``name`` may be empty.
+
+    ``locale`` is ``Users.Locale`` as stored (``es-MX``), ``None`` when the item has none.
+    """
 
     account_id: str
     email: str
     name: str
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +109,28 @@ class RenderedEmail:
 
 @dataclass(frozen=True, slots=True)
 class MonthRow:
-    """One month as the templates see it: every money value is already a display string."""
+    """One row of the month table as templates see it (also the overall row).
+
+    Money and counts come twice: formatted for the recipient's locale and currency
+    (:class:`~stori_pipeline.localization.Figure` strings, ``—`` where there is none) and as
+    raw numbers (``*_value``: ``Decimal`` or ``None``) for templates that compute.
+    ``month`` and ``year`` are ``None`` on the overall row.
+    """
 
     name: str
     year: int | None
+    month: int | None
     label: str
     transaction_count: int
-    average_credit: str
-    average_debit: str
-    total_credit: str
-    total_debit: str
+    transactions: Figure
+    average_credit: Figure
+    average_debit: Figure
+    total_credit: Figure
+    total_debit: Figure
+    average_credit_value: Decimal | None
+    average_debit_value: Decimal | None
+    total_credit_value: Decimal
+    total_debit_value: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +155,6 @@ def format_money(cents: int) -> str:
     return f"{'-' if cents < 0 else ''}{whole:,}.{frac:02d}"
 
 
-def _average(flow: Flow) -> str:
-    cents = flow.average_cents
-    return DASH if cents is None else format_money(cents)
-
-
-def _total(flow: Flow) -> str:
-    return DASH if flow.count == 0 else format_money(flow.total_cents)
-
-
 def clean_display_name(raw: str) -> str:
     """A name safe to show and to put in a header: no control/format/separator characters.
 
@@ -162,39 +173,184 @@ def clean_display_name(raw: str) -> str:
     return " ".join(kept.split())[:MAX_NAME_LENGTH].strip()
 
 
-def _month_row(month: MonthSummary) -> MonthRow:
-    name = MONTH_NAMES[month.month - 1]
+def _row(  # noqa: PLR0913 - one row's parts, all keyword-only
+    local: Localizer,
+    *,
+    name: str,
+    label: str,
+    year: int | None,
+    month: int | None,
+    count: int,
+    credit: Flow,
+    debit: Flow,
+) -> MonthRow:
     return MonthRow(
         name=name,
-        year=month.year,
-        label=month.label,
-        transaction_count=month.transaction_count,
-        average_credit=_average(month.credit),
-        average_debit=_average(month.debit),
-        total_credit=_total(month.credit),
-        total_debit=_total(month.debit),
+        year=year,
+        month=month,
+        label=label,
+        transaction_count=count,
+        transactions=local.number(count),
+        average_credit=local.money_or_dash(credit.average_cents),
+        average_debit=local.money_or_dash(debit.average_cents),
+        total_credit=local.money_or_dash(credit.total_cents if credit.count else None),
+        total_debit=local.money_or_dash(debit.total_cents if debit.count else None),
+        average_credit_value=local.decimal(credit.average_cents),
+        average_debit_value=local.decimal(debit.average_cents),
+        total_credit_value=credit.total,
+        total_debit_value=debit.total,
     )
 
 
-def template_context(summary: AccountSummary, user: User, *, subject: str) -> dict[str, Any]:
-    """The variables every template sees (see ``templates/email.html.j2`` for the list)."""
+def _month_row(local: Localizer, month: MonthSummary) -> MonthRow:
+    return _row(
+        local,
+        name=local.month_name(month.month),
+        label=local.month_label(month.year, month.month),
+        year=month.year,
+        month=month.month,
+        count=month.transaction_count,
+        credit=month.credit,
+        debit=month.debit,
+    )
+
+
+def _support_line(local: Localizer, presentation: Presentation) -> str:
+    email, phone = presentation.support_email, presentation.support_phone
+    if email and phone:
+        return local.message("support_email_phone", email=email, phone=phone)
+    if email:
+        return local.message("support_email", email=email)
+    if phone:
+        return local.message("support_phone", phone=phone)
+    return local.message("support_app")
+
+
+def _messages(  # noqa: PLR0913 - the values the sentences need
+    local: Localizer,
+    presentation: Presentation,
+    summary: AccountSummary,
+    *,
+    name: str,
+    account_hint: str,
+    period: str,
+    balance: str,
+) -> dict[str, str]:
+    """Every sentence of the email in the recipient's language, values already filled in."""
+    count = summary.transaction_count
+    plain = (
+        "period_label",
+        "balance_label",
+        "average_credit",
+        "average_debit",
+        "months_title",
+        "month_column",
+        "transactions_column",
+        "average_credit_column",
+        "average_debit_column",
+        "overall_row",
+        "security_note",
+        "reason",
+        "automated",
+    )
+    return {
+        **{key: local.message(key) for key in plain},
+        "greeting": local.message("greeting_name", name=name)
+        if name
+        else local.message("greeting"),
+        "lead": local.message("lead", account_hint=account_hint),
+        "transactions_note": local.plural("transactions_in_statement", count),
+        "preheader": local.plural("preheader", count, balance=balance, period=period),
+        "credits_note": local.plural("credits", summary.credit.count),
+        "debits_note": local.plural("debits", summary.debit.count),
+        "fine_print": local.message(
+            "fine_print", currency_name=local.currency_name(), currency=local.currency
+        ),
+        "support": _support_line(local, presentation),
+    }
+
+
+def _subject(local: Localizer, period: str) -> str:
+    # A summary without months (a detail can carry one) has no period to name.
+    if period:
+        return local.message("subject", period=period)
+    return local.message("subject_without_period")
+
+
+def template_context(
+    summary: AccountSummary,
+    user: User,
+    *,
+    subject: str | None = None,
+    presentation: Presentation | None = None,
+) -> dict[str, Any]:
+    """The variables every template sees (listed in ``templates/email.html.j2``, docs/email.md).
+
+    The language and formats are the recipient's (``user.locale``, else the deployment's
+    default); ``subject`` ``None`` means the localized subject line.
+    """
+    presentation = presentation or Presentation()
+    local = presentation.localizer(user.locale)
+    if local.fallback_from is not None:
+        logger.warning(
+            "Users.Locale %r of account %s is not usable, writing in %s",
+            local.fallback_from,
+            user.account_id,
+            local.tag,
+        )
     credit, debit = summary.credit, summary.debit
     account = summary.account_id
+    name = clean_display_name(user.name)
+    account_hint = account[-4:] if len(account) > 4 else account
+    period = local.period((m.year, m.month) for m in summary.months)
+    balance = local.money(summary.balance_cents)
+    overall = local.message("overall_row")
     return {
-        "subject": subject,
-        "name": clean_display_name(user.name),
+        "subject": subject if subject is not None else _subject(local, period),
+        "locale": local.tag,
+        "lang": local.tag,
+        "currency": local.currency,
+        "currency_name": local.currency_name(),
+        "name": name,
         "account_id": account,
-        "account_hint": account[-4:] if len(account) > 4 else account,
-        "balance": format_money(summary.balance_cents),
+        "account_hint": account_hint,
+        "period": period,
+        "balance": balance,
+        "balance_value": summary.balance,
         "balance_is_negative": summary.balance_cents < 0,
         "transaction_count": summary.transaction_count,
         "credit_count": credit.count,
         "debit_count": debit.count,
-        "average_credit": _average(credit),
-        "average_debit": _average(debit),
-        "total_credit": _total(credit),
-        "total_debit": _total(debit),
-        "months": [_month_row(m) for m in summary.months],
+        "average_credit": local.money_or_dash(credit.average_cents),
+        "average_debit": local.money_or_dash(debit.average_cents),
+        "total_credit": local.money_or_dash(credit.total_cents if credit.count else None),
+        "total_debit": local.money_or_dash(debit.total_cents if debit.count else None),
+        "average_credit_value": credit.average,
+        "average_debit_value": debit.average,
+        "total_credit_value": credit.total,
+        "total_debit_value": debit.total,
+        "months": [_month_row(local, m) for m in summary.months],
+        "overall": _row(
+            local,
+            name=overall,
+            label=overall,
+            year=None,
+            month=None,
+            count=summary.transaction_count,
+            credit=credit,
+            debit=debit,
+        ),
+        "messages": _messages(
+            local,
+            presentation,
+            summary,
+            name=name,
+            account_hint=account_hint,
+            period=period,
+            balance=balance,
+        ),
+        "support_email": presentation.support_email,
+        "support_phone": presentation.support_phone,
         "logo_src": f"cid:{LOGO_CID}",
         "dash": DASH,
     }
@@ -284,7 +440,8 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
     user: User,
     template: str | None = None,
     *,
-    subject: str,
+    subject: str | None = None,
+    presentation: Presentation | None = None,
     template_label: str = "custom",
     on_template_problem: TemplateProblemReporter | None = None,
     budget: RenderBudget = DEFAULT_BUDGET,
@@ -295,7 +452,10 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
         summary: The account's summary (SPEC §3).
         user: The recipient; the name is cleaned with :func:`clean_display_name`.
         template: A custom HTML template's source; ``None`` uses the packaged one.
-        subject: The subject line (also available to templates as ``subject``).
+        subject: The subject line (also available to templates as ``subject``); ``None``
+            means the localized one ("Tu resumen de cuenta Stori: julio - agosto de 2024").
+        presentation: The deployment's default locale, currency and support contact
+            (``EmailSettings.presentation``); the recipient's ``locale`` wins over the default.
         template_label: How the custom template is named in ``template_source`` and problems
             (the S3 adapter passes ``s3://bucket/key``).
         on_template_problem: Called when the custom template cannot be used; the packaged
@@ -307,7 +467,7 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
         The rendered email; the plain-text part always comes from the packaged text template,
         fed the same context as the HTML, so both parts show the same figures.
     """
-    context = template_context(summary, user, subject=subject)
+    context = template_context(summary, user, subject=subject, presentation=presentation)
     html: str | None = None
     source = PACKAGED
     if template is not None:
@@ -329,7 +489,7 @@ def render_summary_email(  # noqa: PLR0913 - the options are keyword-only and de
     if html is None:
         html = _render_html(packaged_template(), context)
     text = _compile_text(_packaged_text_template()).render(context)
-    return RenderedEmail(subject, html, text, (_logo(),), source)
+    return RenderedEmail(context["subject"], html, text, (_logo(),), source)
 
 
 def html_with_embedded_images(rendered: RenderedEmail) -> str:

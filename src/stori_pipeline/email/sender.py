@@ -162,6 +162,7 @@ async def send_summary_email(  # noqa: PLR0913 - each client is its own injectio
             user,
             template,
             subject=settings.email_subject,
+            presentation=settings.presentation,
             template_label=f"s3://{settings.templates_bucket}/{settings.template_key}",
             on_template_problem=on_template_problem,
         )

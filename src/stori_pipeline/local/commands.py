@@ -125,6 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
                 out_dir=out,
                 template=Path(args.template) if args.template else find_template(),
                 reporter=reporter,
+                locale=args.locale,
             )
         )
     except StoriPipelineError as exc:
@@ -162,6 +163,7 @@ def _local_up(args: argparse.Namespace) -> int:
                 port=args.port,
                 out=sys.stdout,
                 accounts=tuple(args.account or ["AccountId123"]),
+                locale=args.locale,
             )
         )
     except StoriPipelineError as exc:
@@ -170,6 +172,29 @@ def _local_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("local stack stopped", file=sys.stderr)
         return 0
+
+
+def _locale(text: str) -> str:
+    from stori_pipeline.localization import (  # noqa: PLC0415 - only --locale needs Babel
+        UnsupportedLocaleError,
+        locale_tag,
+    )
+
+    try:
+        return locale_tag(text)
+    except UnsupportedLocaleError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. es-MX, en-US)") from None
+
+
+def _add_locale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--locale",
+        type=_locale,
+        default=None,
+        metavar="TAG",
+        help="Locale of the demo users, e.g. es-MX, en-US (default: none, so the "
+        "template's DefaultLocale applies)",
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -190,6 +215,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument(
         "--template", metavar="PATH", help="the SAM template (default: ./template.yaml)"
     )
+    _add_locale_option(demo)
     demo.set_defaults(command=_demo)
 
     local = commands.add_parser("local", help="the local stack")
@@ -207,4 +233,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument(
         "--template", metavar="PATH", help="the SAM template (default: ./template.yaml)"
     )
+    _add_locale_option(up)
     up.set_defaults(command=_local_up)

@@ -301,8 +301,11 @@ class LocalSession:
             for function in self.stack.plan.functions
         }
 
-    async def seed(self, accounts: Iterable[str]) -> None:
-        """A verified sender, a demo user per account, and the packaged email template."""
+    async def seed(self, accounts: Iterable[str], locale: str | None = None) -> None:
+        """A verified sender, a demo user per account, and the packaged email template.
+
+        ``locale`` becomes each user's ``Locale`` (none: the deployment's default applies).
+        """
         roles = self.roles
         async with clients(self.stack.endpoint, "ses", "dynamodb", "s3") as (ses, dynamodb, s3):
             await ses.verify_email_identity(EmailAddress=roles.sender)
@@ -314,6 +317,7 @@ class LocalSession:
                         "AccountId": {"S": account},
                         "Email": {"S": address},
                         "Name": {"S": f"Demo {account}"},
+                        **({"Locale": {"S": locale}} if locale else {}),
                     },
                 )
                 self.users[address] = account
@@ -558,6 +562,7 @@ async def run_demo(  # noqa: PLR0913 - keyword-only options of one command
     endpoint: str | None = None,
     stack_name: str = "stori-local",
     deadline: float = DEFAULT_DEADLINE_SECONDS,
+    locale: str | None = None,
 ) -> DemoReport:
     """Provision the stack, seed it, upload ``files``, dispatch until done, report."""
     plan = local_plan(template, stack_name)
@@ -566,7 +571,7 @@ async def run_demo(  # noqa: PLR0913 - keyword-only options of one command
     ) as session:
         uploads = await session.plan_uploads(files, account)
         # A demo user for each account the files carry (the --account folder's when none do).
-        await session.seed({a for u in uploads for a in u.accounts} or {account})
+        await session.seed({a for u in uploads for a in u.accounts} or {account}, locale)
         await session.upload(uploads)
         dispatcher = await session.dispatch(session.runtimes(runtimes), deadline=deadline)
         return await session.collect(dispatcher)

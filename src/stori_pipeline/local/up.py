@@ -58,19 +58,20 @@ def _write_env_file(out_dir: Path, stack: LocalStack) -> Path:
     return env_file
 
 
-async def run_up(
+async def run_up(  # noqa: PLR0913 - keyword-only options of one command
     *,
     template: Path | None,
     out_dir: Path,
     port: int,
     out: TextIO,
     accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,),
+    locale: str | None = None,
 ) -> int:
     """Provision the stack on ``port`` and dispatch until cancelled (Ctrl-C)."""
     plan = local_plan(template or find_template())
     with moto_server(host="127.0.0.1", port=port) as endpoint:
         async with LocalSession.open(plan, out_dir=out_dir, endpoint=endpoint) as session:
-            await session.seed(accounts)
+            await session.seed(accounts, locale)
             stack, roles = session.stack, session.roles
             env_file = _write_env_file(out_dir, stack)
             bucket = roles.transactions_bucket
