@@ -24,7 +24,6 @@ import io
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from stori_pipeline.scaleout.ranges import (
     chunks_of,
@@ -122,8 +121,7 @@ def project(costs: dict[str, float], write_cpu: float, total_rows: int) -> list[
     write_row = (costs["commit read"] + write_cpu) / 100_000
     one_range_rate = 1 / write_row  # items/s one commit task writes when nothing throttles it
     lines = [
-        "| ranges | rows per range | read passes | commit | one commit task | total |"
-        " bound by |",
+        "| ranges | rows per range | read passes | commit | one commit task | total | bound by |",
         "|---|---|---|---|---|---|---|",
     ]
     for ranges in (10, 50, 200):
@@ -164,9 +162,7 @@ def range_rss(range_mib: int) -> int:
         "cut = data.rfind(b'\\n') + 1; base = peak_rss_kib(); measure(data[:cut], 1);"
         "print(base, peak_rss_kib())"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     base, peak = map(int, done.stdout.split())
     return peak - base
 

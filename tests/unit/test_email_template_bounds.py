@@ -177,7 +177,9 @@ def test_a_good_template_costs_milliseconds(summary: AccountSummary) -> None:
 
     Measured as CPU time (own and children's), not wall time, so a loaded machine cannot fail it.
     """
-    template = "<p>{{ name }}: {{ balance_value }}</p>{% for m in months %}{{ m.label }}{% endfor %}"
+    template = (
+        "<p>{{ name }}: {{ balance_value }}</p>{% for m in months %}{{ m.label }}{% endfor %}"
+    )
     render(summary, template)  # the first render of a source also compiles it in the parent
     before = os.times()
     rendered, problems, _ = render(summary, template)
