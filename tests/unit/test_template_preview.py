@@ -90,7 +90,7 @@ def test_good_template_is_used_and_both_files_written(
     text = message.get_body(preferencelist=("plain",))
     assert text is not None
     assert "July" in text.get_content()
-    assert str(message["Subject"]) == "Your Stori account summary: July – August"
+    assert str(message["Subject"]) == "Your Stori account summary: July – August"  # noqa: RUF001 - the subject uses an en dash
     assert message["To"].addresses[0].addr_spec == "account-holder@example.com"
     page = (out / "preview.html").read_text(encoding="utf-8")
     assert "<p>Ana: 39.74</p>" in page
