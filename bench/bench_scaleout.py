@@ -162,7 +162,7 @@ def range_rss(range_mib: int) -> int:
         "cut = data.rfind(b'\\n') + 1; base = peak_rss_kib(); measure(data[:cut], 1);"
         "print(base, peak_rss_kib())"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603 - our own code
     base, peak = map(int, done.stdout.split())
     return peak - base
 
