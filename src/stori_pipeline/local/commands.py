@@ -107,7 +107,8 @@ class _ConsoleReporter:
             TimeElapsedColumn,
         )
 
-        self.console = Console(file=out, highlight=False)
+        # soft_wrap: a long path or key stays on one line, so it can be copied as printed.
+        self.console = Console(file=out, highlight=False, soft_wrap=True)
         self.progress = Progress(
             TextColumn("ingesting"),
             BarColumn(),

@@ -112,6 +112,9 @@ class OutcomeBook:
             if invocation.dead_lettered:
                 reason += f"; {invocation.attempt} attempts"
             return Described(invocation, outcome, subject, reason)
+        if invocation.result is None:
+            # The handler returned nothing: it succeeded, and that is all it said.
+            return Described(invocation, Outcome.PROCESSED, subject, "returned no result")
         result = invocation.result if isinstance(invocation.result, dict) else {}
         if invocation.function == self.email:
             return self._email(invocation, subject, result)
