@@ -62,10 +62,10 @@ def _alive(pid: int) -> bool:
 async def test_a_hung_handler_is_stopped_at_its_timeout_retried_then_dead_lettered(
     aws_endpoint: str, unique: str, example_csv: Path, tmp_path: Path
 ) -> None:
-    """Timeout: 1 in the template: each attempt is stopped after 1 s, then dead-lettered."""
+    """Timeout: 3 in the template: each attempt is stopped after 3 s, then dead-lettered."""
     marker = tmp_path / "pids"
     plan = plan_stack(
-        _hanging_template(marker, timeout=1),
+        _hanging_template(marker, timeout=3),
         template_dir=FIXTURES,
         stack_name=f"t{unique}",
         parameter_overrides={"SenderEmail": "sender@example.com"},
@@ -79,7 +79,7 @@ async def test_a_hung_handler_is_stopped_at_its_timeout_retried_then_dead_letter
     calls = [i for i in dispatcher.invocations if i.function == INGEST]
     # MaximumRetryAttempts: 1 in the fixture template: two attempts in all.
     assert [i.attempt for i in calls] == [1, 2]
-    assert all(i.error == "Task timed out after 1.00 seconds" for i in calls)
+    assert all(i.error == "Task timed out after 3.00 seconds" for i in calls)
     assert all(i.timed_out for i in calls)
     assert [i.dead_lettered for i in calls] == [False, True]
     assert len(report.dead_letters[INGEST]) == 1
@@ -162,11 +162,13 @@ def test_local_up_stops_within_seconds_while_a_handler_hangs(
         tmp_path,
     )
     assert process.stdout is not None
-    first = process.stdout.readline()
-    found = re.search(r"is up at (http://\S+?),", first)
-    assert found, first
-    bucket = re.search(r"transactions bucket\s+(\S+)", process.stdout.readline())
-    assert bucket
+    printed = ""
+    while "transactions bucket" not in printed and process.poll() is None:
+        printed += process.stdout.readline()
+    found = re.search(r"is up at (http://\S+?),", printed)
+    bucket = re.search(r"transactions bucket\s+(\S+)", printed)
+    assert found, printed
+    assert bucket, printed
     s3 = boto3.client("s3", endpoint_url=found.group(1))
     s3.put_object(
         Bucket=bucket.group(1),
