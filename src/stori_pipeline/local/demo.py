@@ -704,7 +704,8 @@ class LocalSession:
                 summary = AccountSummary.from_json(detail["summary"])
             except (KeyError, TypeError, ValueError):
                 continue
-            summaries[summary.account_id].append(summary)
+            if d.outcome is not Outcome.DUPLICATE:  # a redelivered event is one summary
+                summaries[summary.account_id].append(summary)
             sent = None if d.message_id is None else self._emails_by_id.get(d.message_id)
             deliveries[summary.account_id].append(EmailOutcome(str(d.outcome), d.reason, sent))
         stored = {
