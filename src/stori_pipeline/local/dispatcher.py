@@ -1,17 +1,18 @@
 """The dispatcher: the part of the Lambda service the emulator cannot play.
 
 Each function's rules deliver to that function's SQS queue (see :mod:`.stack`), which plays
-Lambda's internal queue of asynchronous invocations. The dispatcher takes every message off
-that queue as it arrives (received and deleted in batches of ten) into its own in-memory
-queue, and invokes the function's handler with the delivered EventBridge event and a
-Lambda-like context, returning what the handler returned. A failed or timed-out invocation is
-retried after :data:`RETRY_DELAY_SECONDS` until the template's retry budget is spent; then the
-event is sent to the function's DLQ, as Lambda's OnFailure destination does.
+Lambda's internal queue of asynchronous invocations. The dispatcher takes each event as the
+emulator enqueues it (a tap on the in-process emulator, :func:`~.stack.tapped_queues`; a
+receive loop reads anything that reached the queue otherwise) into its own in-memory queue,
+and invokes the function's handler with the EventBridge event and a Lambda-like context,
+returning what the handler returned. A failed or timed-out invocation is retried after
+:data:`RETRY_DELAY_SECONDS` until the template's retry budget is spent; then the event is sent
+to the function's DLQ, as Lambda's OnFailure destination does.
 
-Why not leave the messages in SQS and let moto redrive them: moto's queue is a list scanned
-on every SendMessage, ReceiveMessage, DeleteMessage and GetQueueAttributes, so a queue holding
-43,000 summary events made every operation cost O(queue) and the whole run O(n²) (about one
-email a second). Kept drained, the queue holds a handful of messages.
+Why not leave the messages in SQS and let moto redrive them: moto's queue is a list scanned on
+every SendMessage, ReceiveMessage (three more scans per message received) and DeleteMessage,
+so a queue holding thousands of summary events made every operation O(queue), draining cost
+more than filling, and a 43,000-account file ran at about one email a second.
 
 How a handler runs is a :class:`Runtime`, the dispatcher's one seam:
 
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from stori_pipeline.local.stack import RETRY_DELAY_SECONDS, LocalStack, clients
+from stori_pipeline.local.stack import RETRY_DELAY_SECONDS, LocalStack, clients, tapped_queues
 from stori_pipeline.local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, FunctionPlan
 from stori_pipeline.local.worker import plain, worker_main
 
@@ -420,28 +421,18 @@ class Dispatcher:
 
         Cancelling it (Ctrl-C, SIGTERM) stops every worker process, busy ones included.
         """
+        loop = asyncio.get_running_loop()
+        taps = {
+            queues.queue_arn: self._tap(loop, function)
+            for function, queues in self.stack.queues.items()
+        }
         async with clients(self.stack.endpoint, "sqs") as (sqs,):
             self._sqs = sqs
             try:
-                async with asyncio.TaskGroup() as tasks:
-                    workers = [
-                        tasks.create_task(self._receive(sqs, function))
-                        for function in self.stack.queues
-                    ] + [
-                        tasks.create_task(self._work(sqs, function))
-                        for function in self.stack.queues
-                        for _ in range(self.concurrency)
-                    ]
-                    if until is None:
-                        await asyncio.gather(*workers)
-                    while until is not None and not await until():
-                        self._changed.clear()
-                        # Woken by the end of an invocation; the timeout re-checks the queues
-                        # for events the emulator delivered meanwhile.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._changed.wait(), timeout=0.5)
-                    for worker in workers:
-                        worker.cancel()
+                # Events the in-process emulator routes to a function arrive through its tap;
+                # the receive loops read whatever reached a queue otherwise.
+                with tapped_queues(taps):
+                    await self._dispatch(sqs, until)
             finally:
                 self._sqs = None
                 for retry in self._retries:
@@ -449,10 +440,45 @@ class Dispatcher:
                 for runtime in self.runtimes.values():
                     runtime.close()
 
+    async def _dispatch(self, sqs: Any, until: Callable[[], Awaitable[bool]] | None) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            workers = [
+                tasks.create_task(self._receive(sqs, function)) for function in self.stack.queues
+            ] + [
+                tasks.create_task(self._work(sqs, function))
+                for function in self.stack.queues
+                for _ in range(self.concurrency)
+            ]
+            if until is None:
+                await asyncio.gather(*workers)
+            while until is not None and not await until():
+                self._changed.clear()
+                # Woken when an event arrives or an invocation ends; the timeout re-checks
+                # the queues for events that reached them some other way.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=0.5)
+            for worker in workers:
+                worker.cancel()
+
+    def _tap(self, loop: asyncio.AbstractEventLoop, function: str) -> Callable[[str, str], None]:
+        """A callback for the emulator's request thread: hand the message to this loop."""
+
+        def arrived(message_id: str, body: str) -> None:
+            loop.call_soon_threadsafe(self._arrived, function, message_id, body)
+
+        return arrived
+
+    def _arrived(self, function: str, message_id: str, body: str) -> None:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = {"body": body}
+        self._state[function].inbox.put_nowait(_Delivery(message_id, event))
+        self._changed.set()
+
     async def _receive(self, sqs: Any, function: str) -> None:
         """Move the function's queued events into its inbox as they arrive."""
         queue_url = self.stack.queues[function].queue_url
-        inbox = self._state[function].inbox
         while True:
             response = await sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
@@ -462,11 +488,7 @@ class Dispatcher:
                 self._changed.set()
                 continue
             for message in messages:
-                try:
-                    event = json.loads(message["Body"])
-                except ValueError:
-                    event = {"body": message["Body"]}
-                inbox.put_nowait(_Delivery(message["MessageId"], event))
+                self._arrived(function, message["MessageId"], message["Body"])
             await sqs.delete_message_batch(
                 QueueUrl=queue_url,
                 Entries=[

@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "provision",
     "sent_raw_emails",
     "table_item_count",
+    "tapped_queues",
 ]
 
 # moto accepts any credentials; fixed fake ones keep a real profile from ever being used.
@@ -120,6 +121,49 @@ def _cache_jsonpath_parsing() -> None:
     parse = getattr(ext, "parse", None)
     if parse is not None and not hasattr(parse, "cache_info"):
         setattr(ext, "parse", functools.lru_cache(maxsize=256)(parse))  # noqa: B010
+
+
+# Queue ARN -> what to do with a message sent to it, while a dispatcher runs (tapped_queues).
+_TAPS: dict[str, Callable[[str, str], None]] = {}
+
+
+def _install_queue_tap() -> None:
+    """Let a dispatcher take messages at the moment the in-process emulator enqueues them."""
+    from moto.sqs.models import Queue  # noqa: PLC0415 - the `local` extra
+
+    if getattr(Queue.add_message, "stori_tap", False):
+        return
+    original = Queue.add_message
+
+    def add_message(self: Any, message: Any) -> None:
+        tap = _TAPS.get(self.queue_arn)
+        if tap is None or self.fifo_queue:
+            original(self, message)
+            return
+        tap(message.id, message.body)
+
+    add_message.stori_tap = True  # type: ignore[attr-defined]
+    Queue.add_message = add_message  # type: ignore[method-assign]
+
+
+@contextmanager
+def tapped_queues(taps: Mapping[str, Callable[[str, str], None]]) -> Iterator[None]:
+    """While open, messages sent to these queues (by ARN) go to ``taps``, not into the queue.
+
+    Only for the emulator running in this process; one elsewhere is left alone (its queues
+    are read over HTTP). Why: moto's queue is a list it scans on every send, receive and
+    delete, and a receive computes every queue attribute (three more scans) per message, so
+    draining costs more than filling — with thousands of summary events a queue never
+    emptied and the run went quadratic. Taken at the door, each message costs O(1).
+    A callback runs on one of the emulator's request threads.
+    """
+    _install_queue_tap()
+    _TAPS.update(taps)
+    try:
+        yield
+    finally:
+        for arn in taps:
+            _TAPS.pop(arn, None)
 
 
 def client_environment(endpoint: str) -> dict[str, str]:
