@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,3 +181,44 @@ def test_local_up_stops_within_seconds_while_a_handler_hangs(
     assert process.returncode == 128 + signum
     assert seconds < STOP_DEADLINE_SECONDS
     assert not _alive(worker)
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="needs the AWS CLI on PATH")
+def test_local_up_prints_an_upload_command_that_runs_as_printed(
+    example_csv: Path, tmp_path: Path
+) -> None:
+    """The printed `aws … s3 cp` line works with no credentials configured anywhere."""
+    process = _start(["local", "up", "--port", "0", "--out", str(tmp_path / "o")], tmp_path)
+    assert process.stdout is not None
+    try:
+        printed = ""
+        while "s3 cp file.csv" not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        (command,) = [line.strip() for line in printed.splitlines() if "s3 cp file.csv" in line]
+        shutil.copy(example_csv, tmp_path / "file.csv")
+        # Nothing to fall back on: no credentials in the environment or in any file.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env |= {
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        # The upload flows through: the email function reports the email it sent.
+        deadline = time.monotonic() + START_DEADLINE_SECONDS
+        outcome = ""
+        while "SendUserEmailFunction #" not in outcome and time.monotonic() < deadline:
+            outcome = process.stdout.readline()
+        assert "AccountId123: sent (to accountid123@example.com)" in outcome
+        assert process.stdout.readline().strip().startswith("email: ")
+    finally:
+        _stop(process, signal.SIGTERM)
