@@ -24,6 +24,7 @@ import pytest
 from stori_pipeline.local.demo import LocalSession
 from stori_pipeline.local.outcomes import Outcome
 from stori_pipeline.local.template import load_template, plan_stack
+from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
 
 FIXTURES = Path(__file__).resolve().parent.parent / "local" / "fixtures"
 TEMPLATE = FIXTURES / "template.yaml"
@@ -163,20 +164,25 @@ def test_local_up_stops_within_seconds_while_a_handler_hangs(
         tmp_path,
     )
     assert process.stdout is not None
-    printed = ""
-    while "transactions bucket" not in printed and process.poll() is None:
-        printed += process.stdout.readline()
-    found = re.search(r"is up at (http://\S+?),", printed)
-    bucket = re.search(r"transactions bucket\s+(\S+)", printed)
-    assert found, printed
-    assert bucket, printed
-    s3 = boto3.client("s3", endpoint_url=found.group(1))
-    s3.put_object(
-        Bucket=bucket.group(1),
-        Key="incoming/AccountId123/a.csv",
-        Body=b"Id,Date,Amount\n1,7/1,+1\n",
-    )
-    worker = _wait_for_hang(process, marker)
+    try:
+        printed = ""
+        while "transactions bucket" not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        found = re.search(r"is up at (http://\S+?),", printed)
+        bucket = re.search(r"transactions bucket\s+(\S+)", printed)
+        assert found, printed
+        assert bucket, printed
+        s3 = boto3.client("s3", endpoint_url=found.group(1))
+        s3.put_object(
+            Bucket=bucket.group(1),
+            Key="incoming/AccountId123/a.csv",
+            Body=b"Id,Date,Amount\n1,7/1,+1\n",
+        )
+        worker = _wait_for_hang(process, marker)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)  # never leave a stack running after a failure
+        process.communicate()
+        raise
     seconds = _stop(process, signum)
     assert process.returncode == 128 + signum
     assert seconds < STOP_DEADLINE_SECONDS
@@ -222,3 +228,40 @@ def test_local_up_prints_an_upload_command_that_runs_as_printed(
         assert process.stdout.readline().strip().startswith("email: ")
     finally:
         _stop(process, signal.SIGTERM)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_demo_stops_on_sigterm_while_emails_flow(tmp_path: Path) -> None:
+    """A stop that lands while events arrive and invocations end is not swallowed."""
+    path = tmp_path / "many.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_synthetic(SyntheticSpec(rows=900, accounts=300, seed=3, style=HeaderStyle.GO), out)
+    process = _start(["demo", str(path), "--out", str(tmp_path / "o")], tmp_path)
+    assert process.stdout is not None
+    try:
+        sent = 0
+        deadline = time.monotonic() + START_DEADLINE_SECONDS
+        while sent < 3 and time.monotonic() < deadline and process.poll() is None:
+            sent += "SendUserEmailFunction #" in process.stdout.readline()
+        assert sent == 3, "emails never started flowing"
+        workers = _children(process.pid)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    seconds = _stop(process, signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert seconds < STOP_DEADLINE_SECONDS
+    assert workers
+    assert not any(_alive(pid) for pid in workers)

@@ -56,11 +56,18 @@ async def _until_signalled(work: Coroutine[Any, Any, _T]) -> _T:
     task = asyncio.ensure_future(work)
     received: list[int] = []
 
+    def cancel() -> None:
+        # Again every second until it is done: library code (Python 3.11's wait_for among
+        # others) can swallow one cancellation, and a stop must not depend on where it lands.
+        if not task.done():
+            task.cancel()
+            loop.call_later(1.0, cancel)
+
     def stop(signum: int) -> None:
         received.append(signum)
         for each in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(each)
-        task.cancel()
+        cancel()
 
     for each in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(each, stop, each)

@@ -455,8 +455,12 @@ class Dispatcher:
                 self._changed.clear()
                 # Woken when an event arrives or an invocation ends; the timeout re-checks
                 # the queues for events that reached them some other way.
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the inner
+                # result when a cancellation (Ctrl-C) arrives just as the event is set —
+                # with events flowing, that swallowed the stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=0.5)
+                    async with asyncio.timeout(0.5):
+                        await self._changed.wait()
             for worker in workers:
                 worker.cancel()
 
