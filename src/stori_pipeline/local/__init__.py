@@ -2,5 +2,7 @@
 
 Needs the ``local`` extra (moto, PyYAML). See :mod:`.template` (the plan read from
 ``template.yaml``), :mod:`.stack` (provisioning on moto), :mod:`.dispatcher` (the Lambda
-service's part) and :mod:`.demo` (the ``stori-pipeline demo`` flow).
+service's part: delivery, timeouts, retries, dead letters) with :mod:`.worker` (inside a
+function's worker process), :mod:`.outcomes` (what each invocation did, told as it was) and
+:mod:`.demo` (the ``stori-pipeline demo`` flow and its report).
 """
