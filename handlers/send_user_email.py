@@ -21,6 +21,7 @@ import asyncio
 import functools
 from typing import Any
 
+import aioboto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
@@ -54,6 +55,17 @@ def _persistence(table: str) -> DynamoDBPersistenceLayer:
 
 
 @functools.cache
+def _session() -> aioboto3.Session:
+    """One aioboto3 session per warm process, built on first use.
+
+    A new session re-reads botocore's endpoint and service models (megabytes of JSON) for
+    its clients: per invocation that was most of the function's CPU time. Clients are still
+    opened per invocation, inside its event loop.
+    """
+    return aioboto3.Session()
+
+
+@functools.cache
 def _route_library_logs() -> None:
     # The library logs through stdlib logging; give it the Powertools JSON format.
     copy_config_to_registered_loggers(source_logger=logger, include={"stori_pipeline"})
@@ -69,7 +81,12 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
     detail = event["detail"]
     try:
         sent = asyncio.run(
-            send_summary_email(detail, settings=settings, on_template_problem=_template_fallback)
+            send_summary_email(
+                detail,
+                settings=settings,
+                session=_session(),
+                on_template_problem=_template_fallback,
+            )
         )
     except PermanentError as exc:
         reason = getattr(exc, "code", type(exc).__name__)

@@ -10,6 +10,8 @@ import email
 import email.policy
 import json
 import re
+import subprocess
+import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -78,6 +80,40 @@ def test_demo_command_on_the_example(
     for value in ("$39.74", "$35.25", "-$15.38"):  # pesos: the template's default, es-MX / MXN
         assert value in text
     assert Path(sent["html"]).read_text(encoding="utf-8").count("cid:") == 0
+    (delivery,) = account["deliveries"]
+    assert (delivery["outcome"], delivery["email"]) == ("sent", sent)
+    # The per-upload record, from the ingest invocation's own result.
+    (upload,) = result["uploads"]
+    assert upload["key"] == "incoming/AccountId123/challenge_example.csv"
+    assert (upload["path"], upload["ranges"], upload["report"]) == ("single", None, None)
+    assert (upload["rowsRead"], upload["rowsAccepted"], upload["rowsRejected"]) == (4, 4, 0)
+    assert (upload["fileError"], upload["fileErrorReason"]) == (None, None)
+    assert (upload["outcome"], result["ok"], result["problems"]) == ("processed", True, [])
+
+
+def test_demo_of_a_file_that_is_no_csv_says_so_and_fails(tmp_path: Path) -> None:
+    """`demo README.md`: the file is rejected as bad_header, shown as such, exit status 1."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# A title\n\nSome prose, not a CSV.\n", "utf-8")
+    # Its own process: the CLI starts its own emulator, with the default stack's names.
+    done = subprocess.run(
+        [sys.executable, "-m", "stori_pipeline.cli", "demo", str(readme), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    result = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert result["ok"] is False
+    (upload,) = result["uploads"]
+    assert (upload["outcome"], upload["fileError"]) == ("file rejected", "bad_header")
+    assert "missing required column" in upload["fileErrorReason"]
+    assert upload["rowsAccepted"] == 0
+    assert any("bad_header" in problem for problem in result["problems"])
+    assert all(not a["emails"] for a in result["accounts"])
+    assert "README.md: file rejected (bad_header: missing required column" in done.stderr
 
 
 async def test_multi_account_file_with_rejected_rows(aws_endpoint: str, tmp_path: Path) -> None:
@@ -95,17 +131,112 @@ async def test_multi_account_file_with_rejected_rows(aws_endpoint: str, tmp_path
     )
     assert report.ok
     by_account = {a.account_id: a for a in report.accounts}
-    rejected = 0
     for summary in expected.accounts:
         account = by_account[summary.account_id]
         assert account.summaries == (summary,)
         assert account.items_written == summary.transaction_count
         (sent,) = account.emails
         _assert_email_shows(_text(sent.eml), summary)
-        rejected = account.rows_rejected
-    # The event carries the file's rejected count (SPEC §5), the same for every account.
-    assert rejected == expected.rows_rejected
-    assert report.reports, "a rejected-rows report is written and copied to out/"
+    (upload,) = report.uploads
+    # An AccountId column: the file is not filed under one account's folder.
+    assert upload.key == "incoming/multi.csv"
+    assert (upload.rows_rejected, upload.rows_accepted) == (
+        expected.rows_rejected,
+        expected.rows_accepted,
+    )
+    assert upload.report is not None
+    assert upload.report.read_text(encoding="utf-8").count("\n") == expected.rows_rejected + 1
+
+
+async def test_each_account_shows_its_own_rejected_rows(aws_endpoint: str, tmp_path: Path) -> None:
+    """Per account, the rows rejected that carry its AccountId, not the file's total."""
+    path = tmp_path / "three.csv"
+    path.write_text(
+        "Id,Date,Amount,AccountId\n"
+        "1,7/1,+10.00,Ana\n"
+        "2,7/2,ten,Ana\n"  # invalid amount: Ana's
+        "3,7/3,-1.00,Ana\n"
+        "3,7/4,-2.00,Ana\n"  # duplicate id: Ana's
+        "4,7/5,+5.00,Bob\n"
+        "5,13/1,+5.00,Bob\n"  # invalid date: Bob's
+        "6,7/6,+7.00,Cy\n"
+        "7,7/7,+1.00,not an id!\n",  # invalid account: nobody's
+        "utf-8",
+    )
+    report = await run_demo(
+        [path],
+        out_dir=tmp_path / "out",
+        template=TEMPLATE,
+        endpoint=aws_endpoint,
+        stack_name="e2e-rejected",
+    )
+    assert report.ok
+    rejected = {a.account_id: a.rows_rejected for a in report.accounts}
+    assert rejected == {"Ana": 2, "Bob": 1, "Cy": 0}
+    assert {a.account_id: a.items_written for a in report.accounts} == {"Ana": 2, "Bob": 1, "Cy": 1}
+    (upload,) = report.uploads
+    assert (upload.rows_read, upload.rows_rejected) == (8, 4)
+
+
+async def test_unknown_user_is_shown_as_such_and_fails_the_demo(
+    aws_endpoint: str, tmp_path: Path
+) -> None:
+    """An account with no user gets no email, an "unknown user" outcome, and no one's path."""
+    path = tmp_path / "two.csv"
+    path.write_text("Id,Date,Amount,AccountId\n1,7/1,+10.00,Ana\n2,7/2,+3.00,Ghost\n", "utf-8")
+    plan = local_plan(TEMPLATE, "e2e-unknown")
+    async with LocalSession.open(plan, out_dir=tmp_path, endpoint=aws_endpoint) as session:
+        uploads = await session.plan_uploads([path], "AccountId123")
+        await session.seed(["Ana"])  # no user for Ghost
+        await session.upload(uploads)
+        dispatcher = await session.dispatch(session.runtimes())
+        report = await session.collect(dispatcher)
+    by_account = {a.account_id: a for a in report.accounts}
+    (ghost,) = by_account["Ghost"].deliveries
+    assert (ghost.outcome, ghost.reason, ghost.email) == ("unknown user", "unknown_account", None)
+    assert by_account["Ghost"].emails == ()
+    (ana,) = by_account["Ana"].emails
+    assert ana.to == ("ana@example.com",)
+    assert not report.ok
+    assert report.problems == ("Ghost: email unknown user (unknown_account)",)
+
+
+async def test_parameter_overrides_reach_the_functions(
+    aws_endpoint: str, example_csv: Path, tmp_path: Path
+) -> None:
+    """LogLevel=WARNING, as sam deploy takes it, silences the running functions' INFO logs."""
+    report = await run_demo(
+        [example_csv],
+        out_dir=tmp_path,
+        template=TEMPLATE,
+        endpoint=aws_endpoint,
+        stack_name="e2e-params",
+        parameter_overrides=["LogLevel=WARNING"],
+    )
+    assert report.ok
+    logs = [json.loads(line) for line in _log_lines(tmp_path / "logs")]
+    assert logs, "the functions ran and wrote their (metrics) lines"
+    assert "INFO" not in {entry.get("level") for entry in logs}
+    # With the default level the same run logs "object ingested" at INFO.
+    default = await run_demo(
+        [example_csv],
+        out_dir=tmp_path / "default",
+        template=TEMPLATE,
+        endpoint=aws_endpoint,
+        stack_name="e2e-params-default",
+    )
+    assert default.ok
+    levels = {json.loads(line).get("level") for line in _log_lines(tmp_path / "default" / "logs")}
+    assert "INFO" in levels
+
+
+def _log_lines(log_dir: Path) -> list[str]:
+    return [
+        line
+        for log in sorted(log_dir.glob("*.log"))
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if line.startswith("{")
+    ]
 
 
 async def test_duplicate_upload_event_sends_one_email(
@@ -131,6 +262,9 @@ async def test_duplicate_upload_event_sends_one_email(
     (account,) = report.accounts
     assert len(account.emails) == 1
     assert account.items_written == 4
+    (upload,) = report.uploads
+    assert (upload.outcome, upload.duplicates) == ("processed", 1)
+    assert report.ok
 
 
 async def test_always_failing_handler_is_dead_lettered(
@@ -180,6 +314,12 @@ async def test_twenty_files_at_once_each_emailed_once(aws_endpoint: str, tmp_pat
     assert account.items_written == 40
     balances = sorted(s.balance_cents for s in account.summaries)
     assert balances == sorted((n + 1) * 100 + 25 - 150 for n in range(20))
+
+    # Twenty emails to one account: twenty files, each the email of its own summary.
+    assert len({sent.eml for sent in account.emails}) == 20
+    for summary, delivery in zip(account.summaries, account.deliveries, strict=True):
+        assert delivery.email is not None
+        _assert_email_shows(_text(delivery.email.eml), summary)
 
 
 async def test_demo_in_mexican_spanish(

@@ -158,3 +158,58 @@ def test_real_template_plans_a_complete_stack() -> None:
     assert {r.function for r in stack.rules} == {roles.ingest, roles.email}
     for function in stack.functions:
         assert (function.code_dir / f"{function.module.replace('.', '/')}.py").is_file()
+
+
+# --- --parameter-overrides -------------------------------------------------------------------
+
+
+def test_parameter_overrides_change_the_real_stack() -> None:
+    """NumWorkers and LogLevel given as sam deploy takes them reach the functions' env."""
+    default = local_plan(REAL_TEMPLATE)
+    changed = local_plan(
+        REAL_TEMPLATE,
+        parameter_overrides=["NumWorkers=3", "ParameterKey=LogLevel,ParameterValue=DEBUG"],
+    )
+    ingest = changed.function_named(IngestSettings.REQUIRED[0])
+    assert default.function_named(IngestSettings.REQUIRED[0]).environment["NUM_WORKERS"] == "16"
+    assert ingest.environment["NUM_WORKERS"] == "3"
+    assert IngestSettings.from_env(ingest.environment).num_workers == 3
+    assert {f.environment["POWERTOOLS_LOG_LEVEL"] for f in changed.functions} == {"DEBUG"}
+    assert changed.parameters["NumWorkers"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("NumWorker=3", "unknown parameter 'NumWorker'"),
+        ("NumWorkers", "is not Key=Value"),
+        ("=3", "is not Key=Value"),
+        ("LogLevel=TRACE", "is not one of"),
+        ("NumWorkers=0", "is outside 1..64"),
+        ("NumWorkers=many", "is not a number"),
+        ("SenderEmail=not-an-address", "must be an email address"),
+    ],
+)
+def test_bad_parameter_overrides_are_refused(item: str, message: str) -> None:
+    """An override the template would refuse is refused locally, saying why."""
+    with pytest.raises(TemplateError, match=message):
+        local_plan(REAL_TEMPLATE, parameter_overrides=[item])
+
+
+def test_unknown_parameter_lists_the_declared_ones() -> None:
+    """The error names every parameter the template declares, so a typo is easy to fix."""
+    with pytest.raises(TemplateError) as caught:
+        local_plan(REAL_TEMPLATE, parameter_overrides=["Stag=prod"])
+    for name in ("Stage", "LogLevel", "NumWorkers", "SenderEmail"):
+        assert name in str(caught.value)
+
+
+def test_timeout_given_by_a_parameter_is_resolved(template: dict[str, Any]) -> None:
+    """A function Timeout that refers to a parameter is the parameter's value."""
+    changed = copy.deepcopy(template)
+    changed["Parameters"]["IngestTimeout"] = {"Type": "Number", "Default": 7}
+    function = changed["Resources"]["ProcessUserTransactionFunction"]["Properties"]
+    function["Timeout"] = {"Ref": "IngestTimeout"}
+    assert plan(changed).function("ProcessUserTransactionFunction").timeout_seconds == 7
+    overridden = plan(changed, IngestTimeout="2")
+    assert overridden.function("ProcessUserTransactionFunction").timeout_seconds == 2

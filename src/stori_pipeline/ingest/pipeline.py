@@ -88,7 +88,8 @@ class RejectionSink(Protocol):
 class IngestResult:
     """What ingesting one object did.
 
-    ``file_error`` is a SPEC §2 file-level code (nothing written, no events);
+    ``file_error`` is a SPEC §2 file-level code (nothing written, no events) and
+    ``file_error_detail`` says why in words (which column is missing …);
     ``events_skipped`` lists accounts whose event exceeded EventBridge's size limit;
     ``duration`` is wall-clock seconds.
     """
@@ -107,6 +108,7 @@ class IngestResult:
     summaries: tuple[AccountSummary, ...]
     duration: float
     events_skipped: tuple[str, ...] = ()
+    file_error_detail: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready view (the handler's return value; summaries as account ids)."""
@@ -122,6 +124,7 @@ class IngestResult:
             "eventsPublished": self.events_published,
             "eventsSkipped": list(self.events_skipped),
             "fileError": self.file_error,
+            "fileErrorDetail": self.file_error_detail,
             "reportKey": self.report_key,
             "accounts": [s.account_id for s in self.summaries],
             "durationSeconds": round(self.duration, 3),
@@ -247,6 +250,7 @@ async def finish_import(  # noqa: PLR0913 - the object's identity, the result an
         summaries=result.accounts,
         duration=time.perf_counter() - started,
         events_skipped=tuple(skipped),
+        file_error_detail=result.file_error_detail,
     )
 
 

@@ -1,21 +1,85 @@
-"""``stori-pipeline demo`` and ``stori-pipeline local up``: the local stack's command line."""
+"""``stori-pipeline demo`` and ``stori-pipeline local up``: the local stack's command line.
+
+Both stop cleanly on Ctrl-C or SIGTERM within seconds, hung handlers included: the signal
+cancels the run, which kills every worker process before the emulator stops.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from stori_pipeline.errors import StoriPipelineError
 from stori_pipeline.summary import AccountSummary
 
-__all__ = ["register"]
+__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "register"]
 
 EXAMPLE = Path("examples") / "challenge_example.csv"
+
+EXIT_OK = 0
+EXIT_NOT_DELIVERED = 1  # also: the stack could not be set up (one line on stderr says which)
+# Stopped by a signal: 128 + its number, as a shell reports a process the signal killed.
+EXIT_SIGNALLED = 128
+
+_T = TypeVar("_T")
+
+DEMO_EXIT_STATUS = """\
+exit status:
+  0    everything delivered: every file stored and its summaries published, every summary
+       emailed (a duplicate delivery skipped by idempotency counts as delivered)
+  1    something was not delivered (a rejected file, an unknown user, an invalid address,
+       an event too large, a dead-lettered event: each is listed), or the stack failed
+  130  stopped by Ctrl-C; 143 stopped by SIGTERM
+"""
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+async def _until_signalled(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work``; SIGINT or SIGTERM cancels it (its cleanup runs) and raises ``_Stopped``.
+
+    A second signal while cleaning up falls back to the default action, so a stuck
+    shutdown can still be interrupted.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[int] = []
+
+    def cancel() -> None:
+        # Again every second until it is done: library code (Python 3.11's wait_for among
+        # others) can swallow one cancellation, and a stop must not depend on where it lands.
+        if not task.done():
+            task.cancel()
+            loop.call_later(1.0, cancel)
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        for each in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(each)
+        cancel()
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(each, stop, each)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped(received[0]) from None
+        raise
+    finally:
+        for each in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(each)
 
 
 def _default_files() -> list[Path]:
@@ -34,7 +98,11 @@ def _files(names: list[str]) -> list[Path]:
 
 
 class _ConsoleReporter:
-    """Concise human log lines and a rows/s progress bar, on ``out``."""
+    """Concise human log lines and a rows/s progress bar, on ``out``.
+
+    Every text that came from a file or from AWS (keys, account ids, error messages) is
+    printed as a ``Text``, never parsed as rich markup.
+    """
 
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console  # noqa: PLC0415 - only the human output needs rich
@@ -46,7 +114,8 @@ class _ConsoleReporter:
             TimeElapsedColumn,
         )
 
-        self.console = Console(file=out, highlight=False)
+        # soft_wrap: a long path or key stays on one line, so it can be copied as printed.
+        self.console = Console(file=out, highlight=False, soft_wrap=True)
         self.progress = Progress(
             TextColumn("ingesting"),
             BarColumn(),
@@ -59,21 +128,21 @@ class _ConsoleReporter:
         self._task: Any = None
         self._started = time.monotonic()
 
-    def stage(self, text: str) -> None:
-        self.console.print(f"[dim]·[/dim] {text}")
+    def text(self, text: str, style: str = "") -> None:
+        from rich.text import Text  # noqa: PLC0415
 
-    def invocation(self, invocation: Any) -> None:
-        detail = invocation.event.get("detail", {})
-        what = detail.get("object", {}).get("key") or detail.get("summary", {}).get("accountId")
-        outcome = (
-            "[green]ok[/green]"
-            if invocation.ok
-            else f"[red]failed[/red] ({invocation.error.strip().splitlines()[-1]})"
-        )
-        self.console.print(
-            f"[dim]·[/dim] {invocation.function} #{invocation.attempt} {what}: {outcome} "
-            f"in {invocation.seconds:.2f} s"
-        )
+        self.console.print(Text(text, style=style))
+
+    def stage(self, text: str) -> None:
+        self.text(f"· {text}", "dim")
+
+    def invocation(self, described: Any, sent: Any) -> None:
+        style = "" if described.delivered else ("red" if described.final else "yellow")
+        self.text(f"· {described.line()}", style)
+        if sent is not None:
+            self.text(f"    email: {sent.eml}")
+            if sent.html is not None:
+                self.text(f"    open:  {sent.html}")
 
     def rows_written(self, written: int, total: int) -> None:
         if total <= 0 or not self.console.is_terminal:
@@ -90,24 +159,52 @@ class _ConsoleReporter:
     def stop(self) -> None:
         if self._task is not None:
             self.progress.stop()
+            self._task = None
 
 
-def _print_account(console: Any, account: Any) -> None:
+def _print_upload(reporter: _ConsoleReporter, upload: Any) -> None:
+    reporter.text(f"{upload.key}: {upload.outcome}", "bold" if upload.delivered else "bold red")
+    if upload.rows_read is not None:
+        reporter.text(
+            f"  rows read {upload.rows_read:,} · accepted {upload.rows_accepted:,} · "
+            f"rejected {upload.rows_rejected:,} · items written {upload.items_written:,} · "
+            f"events published {upload.events_published:,}"
+        )
+    if upload.file_error:
+        reporter.text(f"  file rejected: {upload.file_error} ({upload.file_error_reason})", "red")
+    elif not upload.delivered:
+        reporter.text(f"  {upload.reason}", "red")
+    if upload.events_too_large:
+        reporter.text(f"  event too large for {', '.join(upload.events_too_large)}", "red")
+    if upload.report is not None:
+        reporter.text(f"  rejected rows report: {upload.report}")
+
+
+def _print_account(reporter: _ConsoleReporter, account: Any) -> None:
     from stori_pipeline.cli import summary_table  # noqa: PLC0415 - cli imports this module
 
     summaries: tuple[AccountSummary, ...] = account.summaries
     for summary in summaries:
-        console.print(summary_table(summary))
-    console.print(
-        f"  rows rejected {account.rows_rejected:,} · items written {account.items_written:,} · "
-        f"events routed {account.events_routed}"
+        reporter.console.print(summary_table(summary))
+    reporter.text(
+        f"  {account.account_id}: rows rejected {account.rows_rejected:,} · items written "
+        f"{account.items_written:,} · events routed {account.events_routed}"
     )
-    for sent in account.emails:
-        console.print(f"  email to {', '.join(sent.to)}: {sent.eml}")
-        if sent.html is not None:
-            console.print(f"                open: {sent.html}")
-    if not account.emails:
-        console.print("  [yellow]no email sent[/yellow]")
+    for delivery in account.deliveries:
+        sent = delivery.email
+        if sent is not None:
+            reporter.text(f"  email to {', '.join(sent.to)}: {sent.eml}")
+            if sent.html is not None:
+                reporter.text(f"                open: {sent.html}")
+        else:
+            reporter.text(f"  email {delivery.outcome} ({delivery.reason})", "red")
+    if not account.deliveries:
+        reporter.text("  no summary event, no email", "yellow")
+
+
+def _stopped(exc: _Stopped, what: str) -> int:
+    print(f"stori-pipeline: {what} stopped ({exc})", file=sys.stderr)
+    return EXIT_SIGNALLED + exc.signum
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -119,37 +216,43 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         files = _files(args.files)
         report = asyncio.run(
-            run_demo(
-                files,
-                account=args.account,
-                out_dir=out,
-                template=Path(args.template) if args.template else find_template(),
-                reporter=reporter,
-                locale=args.locale,
+            _until_signalled(
+                run_demo(
+                    files,
+                    account=args.account,
+                    out_dir=out,
+                    template=Path(args.template) if args.template else find_template(),
+                    reporter=reporter,
+                    parameter_overrides=args.parameter_overrides,
+                    locale=args.locale,
+                )
             )
         )
     except StoriPipelineError as exc:
         reporter.stop()
         print(f"stori-pipeline: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_NOT_DELIVERED
+    except _Stopped as exc:
+        reporter.stop()
+        return _stopped(exc, "demo")
     reporter.stop()
     if args.json:
-        json.dump(report.to_json(), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
     else:
-        console = reporter.console
+        for upload in report.uploads:
+            _print_upload(reporter, upload)
         for account in report.accounts:
-            _print_account(console, account)
-        for path in report.reports:
-            console.print(f"rejected rows report: {path}")
-        for function, events in report.dead_letters.items():
-            if events:
-                console.print(
-                    f"[red]{len(events)} event(s) dead-lettered by {function}[/red] "
-                    f"(see {report.log_dir})"
-                )
-        console.print(f"function logs: {report.log_dir}")
-    return 0 if report.ok else 1
+            _print_account(reporter, account)
+        reporter.text(f"function logs: {report.log_dir}")
+        if report.problems:
+            reporter.text(f"not delivered ({len(report.problems)}):", "bold red")
+            for problem in report.problems[:50]:
+                reporter.text(f"  {problem}", "red")
+            if len(report.problems) > 50:
+                reporter.text(f"  … and {len(report.problems) - 50} more (--json lists all)")
+        else:
+            reporter.text("everything delivered", "bold green")
+    return EXIT_OK if report.ok else EXIT_NOT_DELIVERED
 
 
 def _local_up(args: argparse.Namespace) -> int:
@@ -157,21 +260,24 @@ def _local_up(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(
-            run_up(
-                template=Path(args.template) if args.template else None,
-                out_dir=Path(args.out),
-                port=args.port,
-                out=sys.stdout,
-                accounts=tuple(args.account or ["AccountId123"]),
-                locale=args.locale,
+            _until_signalled(
+                run_up(
+                    template=Path(args.template) if args.template else None,
+                    out_dir=Path(args.out),
+                    port=args.port,
+                    host=args.host,
+                    out=sys.stdout,
+                    accounts=tuple(args.account or ["AccountId123"]),
+                    parameter_overrides=args.parameter_overrides,
+                    locale=args.locale,
+                )
             )
         )
     except StoriPipelineError as exc:
         print(f"stori-pipeline: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("local stack stopped", file=sys.stderr)
-        return 0
+        return EXIT_NOT_DELIVERED
+    except _Stopped as exc:
+        return _stopped(exc, "local stack")
 
 
 def _locale(text: str) -> str:
@@ -197,24 +303,47 @@ def _add_locale_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_parameter_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help=(
+            "template parameters, as sam deploy takes them (e.g. NumWorkers=4 LogLevel=DEBUG); "
+            "each must be one of the template's Parameters"
+        ),
+    )
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``demo`` and ``local up``."""
     demo = commands.add_parser(
         "demo",
         help="run the whole flow on a local AWS emulator and write the emails to out/",
         description=(
-            "Start moto, create the resources template.yaml declares, upload FILE(s) to "
-            "incoming/<account>/, run the functions as EventBridge delivers to them, and write "
-            "each sent email as .eml and .html under --out."
+            "Start moto, create the resources template.yaml declares, upload FILE(s) "
+            "(to incoming/<file> when it has an AccountId column, else to "
+            "incoming/<account>/<file>), run the functions as EventBridge delivers to them, "
+            "print each invocation's outcome as it ends, and write each sent email as .eml "
+            "and .html under --out."
         ),
+        epilog=DEMO_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("files", metavar="FILE", nargs="*", help=f"CSV files (default: {EXAMPLE})")
-    demo.add_argument("--account", default="AccountId123", metavar="ID", help="upload folder")
+    demo.add_argument(
+        "--account",
+        default="AccountId123",
+        metavar="ID",
+        help="upload folder of files without an AccountId column (default: AccountId123)",
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.add_argument("--out", default="out", metavar="DIR", help="where emails and logs go")
     demo.add_argument(
         "--template", metavar="PATH", help="the SAM template (default: ./template.yaml)"
     )
+    _add_parameter_overrides(demo)
     _add_locale_option(demo)
     demo.set_defaults(command=_demo)
 
@@ -223,9 +352,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up = actions.add_parser(
         "up",
         help="keep the local stack running (Ctrl-C stops it)",
-        description="Provision the local stack, print how to use it, and dispatch until Ctrl-C.",
+        description=(
+            "Provision the local stack, print how to use it, and dispatch until Ctrl-C or "
+            "SIGTERM, printing each invocation's outcome."
+        ),
     )
     up.add_argument("--port", type=int, default=5000, help="the emulator's port (default 5000)")
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help=(
+            "the address the emulator listens on (default 127.0.0.1); 0.0.0.0 lets Docker "
+            "containers (sam local invoke) reach it — and anyone on your network"
+        ),
+    )
     up.add_argument(
         "--account", action="append", metavar="ID", help="seed a demo user (repeatable)"
     )
@@ -233,5 +374,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument(
         "--template", metavar="PATH", help="the SAM template (default: ./template.yaml)"
     )
+    _add_parameter_overrides(up)
     _add_locale_option(up)
     up.set_defaults(command=_local_up)

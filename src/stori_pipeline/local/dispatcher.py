@@ -1,54 +1,74 @@
 """The dispatcher: the part of the Lambda service the emulator cannot play.
 
-Each function's rules deliver to that function's SQS queue (see :mod:`.stack`). The dispatcher
-long-polls every queue and invokes the function's handler with the delivered EventBridge event
-and a Lambda-like context. Success deletes the message; failure leaves it, so SQS makes it
-visible again after the (short) visibility timeout and redelivers it — Lambda's retries — and,
-after ``maxReceiveCount`` receives, moto moves it to the function's DLQ.
+Each function's rules deliver to that function's SQS queue (see :mod:`.stack`), which plays
+Lambda's internal queue of asynchronous invocations. The dispatcher takes each event as the
+emulator enqueues it (a tap on the in-process emulator, :func:`~.stack.tapped_queues`; a
+receive loop reads anything that reached the queue otherwise) into its own in-memory queue,
+and invokes the function's handler with the EventBridge event and a Lambda-like context,
+returning what the handler returned. A failed or timed-out invocation is retried after
+:data:`RETRY_DELAY_SECONDS` until the template's retry budget is spent; then the event is sent
+to the function's DLQ, as Lambda's OnFailure destination does.
+
+Why not leave the messages in SQS and let moto redrive them: moto's queue is a list scanned on
+every SendMessage, ReceiveMessage (three more scans per message received) and DeleteMessage,
+so a queue holding thousands of summary events made every operation O(queue), draining cost
+more than filling, and a 43,000-account file ran at about one email a second.
 
 How a handler runs is a :class:`Runtime`, the dispatcher's one seam:
 
 - :class:`ProcessRuntime` (the default) imports the template's ``Handler`` in warm worker
   processes with exactly that function's environment, like a Lambda execution environment. The
   two functions need different variables (``POWERTOOLS_SERVICE_NAME`` …) and keep module-level
-  state (idempotency config, template cache), which one shared process cannot isolate.
+  state (idempotency config, template cache), which one shared process cannot isolate. The
+  function's ``Timeout`` is enforced: a worker still running at the deadline is killed (as
+  Lambda stops the sandbox) and the invocation fails with Lambda's "Task timed out" message.
 - :class:`ThreadRuntime` runs any sync callable in a worker thread (``asyncio.to_thread``: the
   handlers call ``asyncio.run`` themselves). Tests inject failing or recording handlers with it.
+
+:meth:`Dispatcher.invoke` is one synchronous (RequestResponse) invocation of a function, the
+building block of both the queue-driven deliveries and any caller that needs a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import dataclasses
 import json
 import multiprocessing
 import os
-import sys
 import time
 import traceback
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from stori_pipeline.local.stack import RETRY_DELAY_SECONDS, LocalStack, clients
+from stori_pipeline.local.stack import RETRY_DELAY_SECONDS, LocalStack, clients, tapped_queues
 from stori_pipeline.local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, FunctionPlan
+from stori_pipeline.local.worker import plain, worker_main
 
 __all__ = [
     "Dispatcher",
     "Invocation",
+    "InvocationError",
+    "InvocationTimeoutError",
     "LambdaContext",
     "ProcessRuntime",
     "Runtime",
     "ThreadRuntime",
+    "drain_dead_letters",
 ]
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# A cold worker imports the handler (Powertools, aioboto3 …): seconds on a busy machine.
+# Lambda gives init 10 s; locally a loaded 2-core machine needs more, and init is not the
+# function's Timeout.
+INIT_TIMEOUT_SECONDS = 60.0
+# How long a stopped worker gets to exit after SIGTERM before it is killed.
+STOP_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +80,7 @@ class LambdaContext:
     deadline: float  # time.time() when the invocation would time out
     memory_limit_in_mb: int = 1024
     function_version: str = "$LATEST"
+    timeout_seconds: float = 3.0
 
     @property
     def invoked_function_arn(self) -> str:
@@ -80,15 +101,23 @@ class LambdaContext:
         """Milliseconds left before the function's timeout."""
         return max(0, int((self.deadline - time.time()) * 1000))
 
+    def started(self) -> LambdaContext:
+        """This context with its deadline counted from now (the handler starts running)."""
+        return dataclasses.replace(self, deadline=time.time() + self.timeout_seconds)
+
 
 class Runtime(Protocol):
-    """Runs one function's handler; raises :class:`InvocationError` when the handler fails."""
+    """Runs one function's handler and returns its result.
 
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> None:
-        """Invoke the handler once with ``event``."""
+    Raises :class:`InvocationError` when the handler fails and
+    :class:`InvocationTimeoutError` when it outlives ``context.timeout_seconds``.
+    """
+
+    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        """Invoke the handler once with ``event``; return what it returned (JSON data)."""
 
     def close(self) -> None:
-        """Release workers (called once, when the dispatcher stops)."""
+        """Release workers (called once, when the dispatcher stops); must not block long."""
 
 
 class InvocationError(Exception):
@@ -99,18 +128,35 @@ class InvocationError(Exception):
         self.detail = detail
 
 
+class InvocationTimeoutError(InvocationError):
+    """The handler ran past the function's timeout and was stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        # Lambda's own wording, so logs and searches match the deployed function's.
+        super().__init__(f"Task timed out after {seconds:.2f} seconds")
+
+
 class ThreadRuntime:
-    """Runs a sync handler in a worker thread of this process."""
+    """Runs a sync handler in a worker thread of this process.
+
+    A thread cannot be stopped: at the timeout the invocation fails and the thread is left to
+    finish on its own (tests only; the real functions run in :class:`ProcessRuntime`).
+    """
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
 
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> None:
+    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> Any:
         """Invoke the handler in a thread; its exception becomes an ``InvocationError``."""
+        context = context.started()
         try:
-            await asyncio.to_thread(self.handler, event, context)
+            async with asyncio.timeout(context.timeout_seconds):
+                result = await asyncio.to_thread(self.handler, event, context)
+        except TimeoutError as exc:
+            raise InvocationTimeoutError(context.timeout_seconds) from exc
         except Exception as exc:
             raise InvocationError("".join(traceback.format_exception(exc))) from exc
+        return plain(result)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -118,34 +164,48 @@ class ThreadRuntime:
 
 # --- warm worker processes -------------------------------------------------------------------
 
-_worker_handler: Handler | None = None
 
+class _Worker:
+    """One worker process and the pipe to it."""
 
-def _worker_init(env: dict[str, str], code_dir: str, handler: str, log_path: str | None) -> None:
-    """Become a function's execution environment: its env, its logs, its imported handler."""
-    global _worker_handler  # noqa: PLW0603 - one handler per worker process, like Lambda
-    os.environ.clear()
-    os.environ.update(env)
-    if log_path is not None:
-        # Powertools logs JSON to stdout; the person watching the demo reads a concise log.
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    sys.path.insert(0, code_dir)
-    module, attribute = handler.rsplit(".", 1)
-    _worker_handler = getattr(importlib.import_module(module), attribute)
+    def __init__(self, initargs: tuple[Any, ...]) -> None:
+        # spawn, never fork: this process runs moto's server threads.
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=worker_main,
+            args=(child, *initargs, os.getpid()),
+            daemon=True,
+            name="stori-local-worker",
+        )
+        self.process.start()
+        child.close()
 
+    async def receive(self) -> tuple[str, Any]:
+        """The worker's next message, awaited without blocking the loop or a thread."""
+        loop = asyncio.get_running_loop()
+        if not self.conn.poll():
+            readable = loop.create_future()
+            fd = self.conn.fileno()
 
-def _worker_invoke(event: dict[str, Any], context: LambdaContext) -> str | None:
-    """Run the handler; return the failure as text (exceptions may not pickle), or None."""
-    assert _worker_handler is not None
-    try:
-        _worker_handler(event, context)
-    except Exception:  # noqa: BLE001 - the failure crosses the process boundary as text
-        return traceback.format_exc()
-    return None
+            def wake() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+
+            loop.add_reader(fd, wake)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+        message: tuple[str, Any] = self.conn.recv()
+        return message
+
+    def stop(self) -> None:
+        """Stop the process now (SIGKILL: a hung handler may ignore anything gentler)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(STOP_GRACE_SECONDS)
+        self.conn.close()
 
 
 class ProcessRuntime:
@@ -160,44 +220,83 @@ class ProcessRuntime:
         log_path: Path | None = None,
     ) -> None:
         self.function = function
-        self._concurrency = concurrency
         self._initargs = (
             dict(env),
             str(function.code_dir),
             function.handler,
             None if log_path is None else str(log_path),
         )
-        self._pool = self._new_pool()
+        self._log = str(log_path) if log_path is not None else "its stderr"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self._concurrency,
-            # spawn, never fork: this process runs moto's server threads.
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=self._initargs,
-        )
-
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> None:
-        """Invoke the handler in a worker process."""
-        loop = asyncio.get_running_loop()
+    async def _start(self) -> _Worker:
+        worker = _Worker(self._initargs)
+        self._workers.add(worker)
         try:
-            failure = await loop.run_in_executor(self._pool, _worker_invoke, event, context)
-        except BrokenProcessPool as exc:
-            # The handler failed to import or its process died: a failed invocation (Lambda
-            # reports an init error and retries), with fresh workers for the next attempt.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            async with asyncio.timeout(INIT_TIMEOUT_SECONDS):
+                kind, payload = await worker.receive()
+        except TimeoutError as exc:
+            self._discard(worker)
             raise InvocationError(
-                f"{exc}\n{self.function.handler}: the worker failed to start or crashed "
-                f"(see {self._initargs[3] or 'its stderr'})"
+                f"{self.function.handler}: init took over {INIT_TIMEOUT_SECONDS:.0f} s"
             ) from exc
-        if failure is not None:
-            raise InvocationError(failure)
+        except (EOFError, OSError) as exc:
+            self._discard(worker)
+            raise InvocationError(
+                f"{self.function.handler}: the worker exited during init (see {self._log})"
+            ) from exc
+        except BaseException:
+            self._discard(worker)
+            raise
+        if kind != "ready":
+            self._discard(worker)
+            raise InvocationError(str(payload))
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        self._workers.discard(worker)
+        worker.stop()
+
+    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        """Invoke the handler in a warm worker (a new one when none is idle)."""
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._start()
+            context = context.started()
+            try:
+                async with asyncio.timeout(context.timeout_seconds):
+                    worker.conn.send((event, context))
+                    kind, payload = await worker.receive()
+            except TimeoutError as exc:
+                # Lambda stops the sandbox of a timed-out invocation; so does this.
+                self._discard(worker)
+                raise InvocationTimeoutError(context.timeout_seconds) from exc
+            except (EOFError, OSError) as exc:
+                code = worker.process.exitcode
+                self._discard(worker)
+                raise InvocationError(
+                    f"{self.function.handler}: the worker process exited (code {code}) "
+                    f"during the invocation (see {self._log})"
+                ) from exc
+            except BaseException:
+                # Cancelled (Ctrl-C, SIGTERM, the dispatcher stopping): do not leave the
+                # handler running in a process nobody will ever ask for its answer.
+                self._discard(worker)
+                raise
+            self._idle.append(worker)
+        if kind == "error":
+            raise InvocationError(str(payload))
+        return payload
 
     def close(self) -> None:
-        """Stop the workers."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop every worker, busy or idle, at once."""
+        workers, self._workers, self._idle = list(self._workers), set(), []
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+        for worker in workers:
+            worker.stop()
 
 
 # --- the dispatcher --------------------------------------------------------------------------
@@ -205,7 +304,12 @@ class ProcessRuntime:
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """One delivery of one message to one function, and how it ended."""
+    """One delivery of one event to one function, and how it ended.
+
+    ``result`` is what the handler returned (JSON data) when it did not fail; ``error`` the
+    failure's traceback (or Lambda's timeout message) when it did. ``attempt`` counts from 1;
+    after the ``max_attempts``-th failure the event is dead-lettered.
+    """
 
     function: str
     message_id: str
@@ -213,22 +317,47 @@ class Invocation:
     event: dict[str, Any]
     error: str | None
     seconds: float
+    result: Any = None
+    max_attempts: int = 1
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
         """Whether the handler returned without raising."""
         return self.error is None
 
+    @property
+    def error_message(self) -> str | None:
+        """The last line of the failure (the exception's type and message)."""
+        if self.error is None:
+            return None
+        lines = self.error.strip().splitlines()
+        return lines[-1] if lines else "failed"
+
+    @property
+    def dead_lettered(self) -> bool:
+        """This failure spent the retry budget: the event went to the function's DLQ."""
+        return self.error is not None and self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    message_id: str
+    event: dict[str, Any]
+    attempt: int = 1
+
 
 @dataclass(slots=True)
 class _FunctionState:
+    inbox: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
+    retrying: int = 0
     succeeded: set[str] = field(default_factory=set)
-    failures: Counter[str] = field(default_factory=Counter)
+    dead: int = 0
 
 
 class Dispatcher:
-    """Long-polls each function's queue and invokes its runtime, like Lambda's event source.
+    """Takes each function's events off its queue and invokes its runtime, like Lambda.
 
     Args:
         stack: the provisioned local stack.
@@ -242,7 +371,7 @@ class Dispatcher:
         stack: LocalStack,
         runtimes: Mapping[str, Runtime],
         *,
-        on_invocation: Callable[[Invocation], None] | None = None,
+        on_invocation: Callable[[Invocation], object] | None = None,
         concurrency: int = 2,
     ) -> None:
         missing = set(stack.queues) - set(runtimes)
@@ -255,149 +384,239 @@ class Dispatcher:
         self.invocations: list[Invocation] = []
         self._state = {name: _FunctionState() for name in stack.queues}
         self._changed = asyncio.Event()
+        self._retries: set[asyncio.Task[None]] = set()
+        self._sqs: Any = None
 
     def succeeded(self, function: str) -> int:
         """Distinct messages the function processed successfully."""
         return len(self._state[function].succeeded)
 
-    async def run(self, until: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """Dispatch until ``until()`` is true (checked whenever work settles), or forever."""
-        async with clients(self.stack.endpoint, "sqs") as (sqs,):
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    pollers = [
-                        tasks.create_task(self._poll(sqs, function, tasks))
-                        for function in self.stack.queues
-                    ]
-                    if until is None:
-                        await asyncio.gather(*pollers)
-                    while until is not None and not await until():
-                        self._changed.clear()
-                        # Woken by the end of an invocation; the timeout only re-checks the
-                        # queues for redeliveries the emulator makes visible on its own.
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._changed.wait(), timeout=0.5)
-                    for poller in pollers:
-                        poller.cancel()
-            finally:
-                for runtime in self.runtimes.values():
-                    await asyncio.to_thread(runtime.close)
+    def dead_lettered(self, function: str) -> int:
+        """Events of the function sent to its DLQ after the last retry failed."""
+        return self._state[function].dead
 
     def in_flight(self) -> int:
-        """Invocations running now, over all functions."""
-        return sum(s.in_flight for s in self._state.values())
+        """Invocations running, queued here or waiting to be retried, over all functions."""
+        return sum(s.in_flight + s.retrying + s.inbox.qsize() for s in self._state.values())
 
-    async def _poll(self, sqs: Any, function: str, tasks: asyncio.TaskGroup) -> None:
-        queue = self.stack.queues[function]
-        slots = asyncio.Semaphore(self.concurrency)
-        while True:
-            await slots.acquire()
+    async def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Invoke ``function`` (a logical id) once, synchronously; return its result.
+
+        The context carries the template's ``Timeout``, which the runtime enforces.
+
+        Raises:
+            InvocationError: the handler failed (``InvocationTimeoutError``: timed out).
+        """
+        plan = self.stack.plan.function(function)
+        context = LambdaContext(
+            function_name=plan.name,
+            aws_request_id=str(uuid.uuid4()),
+            deadline=time.time() + plan.timeout_seconds,
+            timeout_seconds=float(plan.timeout_seconds),
+        )
+        return await self.runtimes[function].invoke(event, context)
+
+    async def run(self, until: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Dispatch until ``until()`` is true (checked whenever work settles), or forever.
+
+        Cancelling it (Ctrl-C, SIGTERM) stops every worker process, busy ones included.
+        """
+        loop = asyncio.get_running_loop()
+        taps = {
+            queues.queue_arn: self._tap(loop, function)
+            for function, queues in self.stack.queues.items()
+        }
+        async with clients(self.stack.endpoint, "sqs") as (sqs,):
+            self._sqs = sqs
             try:
-                response = await sqs.receive_message(
-                    QueueUrl=queue.queue_url,
-                    MaxNumberOfMessages=1,
-                    WaitTimeSeconds=1,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
-            except BaseException:
-                slots.release()
-                raise
+                # Events the in-process emulator routes to a function arrive through its tap;
+                # the receive loops read whatever reached a queue otherwise.
+                with tapped_queues(taps):
+                    await self._dispatch(sqs, until)
+            finally:
+                self._sqs = None
+                for retry in self._retries:
+                    retry.cancel()
+                for runtime in self.runtimes.values():
+                    runtime.close()
+
+    async def _dispatch(self, sqs: Any, until: Callable[[], Awaitable[bool]] | None) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            workers = [
+                tasks.create_task(self._receive(sqs, function)) for function in self.stack.queues
+            ] + [
+                tasks.create_task(self._work(sqs, function))
+                for function in self.stack.queues
+                for _ in range(self.concurrency)
+            ]
+            if until is None:
+                await asyncio.gather(*workers)
+            while until is not None and not await until():
+                self._changed.clear()
+                # Woken when an event arrives or an invocation ends; the timeout re-checks
+                # the queues for events that reached them some other way.
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the inner
+                # result when a cancellation (Ctrl-C) arrives just as the event is set —
+                # with events flowing, that swallowed the stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await self._changed.wait()
+            for worker in workers:
+                worker.cancel()
+
+    def _tap(self, loop: asyncio.AbstractEventLoop, function: str) -> Callable[[str, str], None]:
+        """A callback for the emulator's request thread: hand the message to this loop."""
+
+        def arrived(message_id: str, body: str) -> None:
+            loop.call_soon_threadsafe(self._arrived, function, message_id, body)
+
+        return arrived
+
+    def _arrived(self, function: str, message_id: str, body: str) -> None:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = {"body": body}
+        self._state[function].inbox.put_nowait(_Delivery(message_id, event))
+        self._changed.set()
+
+    async def _receive(self, sqs: Any, function: str) -> None:
+        """Move the function's queued events into its inbox as they arrive."""
+        queue_url = self.stack.queues[function].queue_url
+        while True:
+            response = await sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
             messages = response.get("Messages", [])
             if not messages:
-                slots.release()
                 self._changed.set()
                 continue
-            self._state[function].in_flight += 1
-            tasks.create_task(self._invoke(sqs, function, messages[0], slots))
-
-    async def _invoke(
-        self, sqs: Any, function: str, message: dict[str, Any], slots: asyncio.Semaphore
-    ) -> None:
-        state = self._state[function]
-        plan = self.stack.plan.function(function)
-        started = time.monotonic()
-        error: str | None = None
-        event: dict[str, Any] = {}
-        try:
-            event = json.loads(message["Body"])
-            context = LambdaContext(
-                function_name=plan.name,
-                aws_request_id=str(uuid.uuid4()),
-                deadline=time.time() + plan.timeout_seconds,
+            for message in messages:
+                self._arrived(function, message["MessageId"], message["Body"])
+            await sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                    for n, m in enumerate(messages)
+                ],
             )
+
+    async def _work(self, sqs: Any, function: str) -> None:
+        state = self._state[function]
+        while True:
+            delivery = await state.inbox.get()
+            state.in_flight += 1
             try:
-                await self.runtimes[function].invoke(event, context)
-            except InvocationError as exc:
-                error = exc.detail
-                # Lambda retries a failed asynchronous invocation; here SQS redelivers it.
-                await sqs.change_message_visibility(
-                    QueueUrl=self.stack.queues[function].queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=RETRY_DELAY_SECONDS,
-                )
-            else:
-                await sqs.delete_message(
-                    QueueUrl=self.stack.queues[function].queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                )
-                state.succeeded.add(message["MessageId"])
-        finally:
-            state.in_flight -= 1
-            slots.release()
-        if error is not None:
-            state.failures[message["MessageId"]] += 1
+                await self._deliver(sqs, function, delivery)
+            finally:
+                state.in_flight -= 1
+                self._changed.set()
+
+    async def _deliver(self, sqs: Any, function: str, delivery: _Delivery) -> None:
+        state = self._state[function]
+        queues = self.stack.queues[function]
+        started = time.monotonic()
+        result: Any = None
+        error: str | None = None
+        try:
+            result = await self.invoke(function, delivery.event)
+        except InvocationError as exc:
+            error = exc.detail
         invocation = Invocation(
             function=function,
-            message_id=message["MessageId"],
-            attempt=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-            event=event,
+            message_id=delivery.message_id,
+            attempt=delivery.attempt,
+            event=delivery.event,
             error=error,
             seconds=time.monotonic() - started,
+            result=result,
+            max_attempts=queues.max_receive_count,
+            timed_out=error is not None and error.startswith("Task timed out"),
         )
+        if error is None:
+            state.succeeded.add(delivery.message_id)
+        elif invocation.dead_lettered:
+            # Lambda's OnFailure destination: the event, with why it failed.
+            await sqs.send_message(
+                QueueUrl=queues.dlq_url,
+                MessageBody=json.dumps(delivery.event),
+                MessageAttributes={
+                    "ErrorMessage": {
+                        "DataType": "String",
+                        "StringValue": (invocation.error_message or "failed")[:1024],
+                    },
+                    "Attempts": {"DataType": "Number", "StringValue": str(delivery.attempt)},
+                },
+            )
+            state.dead += 1
+        else:
+            self._retry_later(function, dataclasses.replace(delivery, attempt=delivery.attempt + 1))
         self.invocations.append(invocation)
         if self.on_invocation is not None:
             self.on_invocation(invocation)
-        self._changed.set()
 
-    async def queue_depths(self) -> dict[str, tuple[int, int]]:
-        """Per function: (messages waiting or in flight in its queue, messages in its DLQ)."""
+    def _retry_later(self, function: str, delivery: _Delivery) -> None:
+        state = self._state[function]
+        state.retrying += 1
+
+        async def later() -> None:
+            try:
+                # Lambda backs off for minutes between attempts; locally seconds will do.
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+                state.inbox.put_nowait(delivery)
+            finally:
+                state.retrying -= 1
+                self._changed.set()
+
+        task = asyncio.create_task(later())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def queue_depths(self, sqs: Any = None) -> dict[str, tuple[int, int]]:
+        """Per function: (events waiting in its SQS queue or here, messages in its DLQ)."""
+        if sqs is None:
+            async with clients(self.stack.endpoint, "sqs") as (client,):
+                return await self.queue_depths(client)
         names = (
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         )
         depths: dict[str, tuple[int, int]] = {}
-        async with clients(self.stack.endpoint, "sqs") as (sqs,):
-            for function, queues in self.stack.queues.items():
-                main = await sqs.get_queue_attributes(
-                    QueueUrl=queues.queue_url, AttributeNames=list(names)
-                )
-                dlq = await sqs.get_queue_attributes(
-                    QueueUrl=queues.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-                )
-                depths[function] = (
-                    sum(int(main["Attributes"].get(n, 0)) for n in names),
-                    int(dlq["Attributes"]["ApproximateNumberOfMessages"]),
-                )
+        for function, queues in self.stack.queues.items():
+            main = await sqs.get_queue_attributes(
+                QueueUrl=queues.queue_url, AttributeNames=list(names)
+            )
+            dlq = await sqs.get_queue_attributes(
+                QueueUrl=queues.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+            state = self._state[function]
+            depths[function] = (
+                sum(int(main["Attributes"].get(n, 0)) for n in names)
+                + state.inbox.qsize()
+                + state.retrying,
+                int(dlq["Attributes"]["ApproximateNumberOfMessages"]),
+            )
         return depths
 
     def until_settled(self, expected: Mapping[str, int]) -> Callable[[], Awaitable[bool]]:
-        """A stop condition: queues empty, nothing running, ``expected`` messages settled.
+        """A stop condition: queues empty, nothing running, ``expected`` events settled.
 
         Each function in ``expected`` must have settled (succeeded or dead-lettered) at least
-        that many messages.
+        that many events.
         """
 
         async def settled() -> bool:
             if self.in_flight():
                 return False
-            depths = await self.queue_depths()
-            if self.in_flight() or any(waiting for waiting, _ in depths.values()):
-                return False
-            return all(
-                self.succeeded(function) + depths[function][1] >= count
+            if not all(
+                self.succeeded(function) + self.dead_lettered(function) >= count
                 for function, count in expected.items()
-            )
+            ):
+                return False
+            # The running dispatcher's client: a new one per check would cost more than it.
+            depths = await self.queue_depths(self._sqs)
+            return not self.in_flight() and not any(waiting for waiting, _ in depths.values())
 
         return settled
 

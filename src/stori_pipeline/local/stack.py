@@ -3,20 +3,25 @@
 Everything the cloud stack has that the emulator can do is created for real on moto: buckets
 with EventBridge notifications, tables with their key schemas and TTL, rules on the bus with
 their exact patterns. The one thing moto cannot do — run the Lambda functions — is replaced by
-one SQS queue per function as the rule target (with a redrive policy to a local DLQ whose
-``maxReceiveCount`` is the template's retry budget), drained by the
-:mod:`~stori_pipeline.local.dispatcher`.
+one SQS queue per function as the rule target (Lambda's queue of asynchronous invocations) and
+one DLQ per function (its OnFailure destination), drained and fed by the
+:mod:`~stori_pipeline.local.dispatcher`, which retries with the template's retry budget.
 
 moto runs in this process (``ThreadedMotoServer``) so the SES backend's sent messages can be
-read back and written to ``.eml`` files: moto does not deliver mail.
+read back and written to ``.eml`` files: moto does not deliver mail. What is read from moto's
+backends directly is copied in one C-level step (``list(...)``, a slice): the server's request
+threads mutate those containers concurrently, and iterating one while a request inserts into
+it is what raised "dictionary changed size during iteration" (moto's own ``DescribeTable``
+does exactly that, so the progress bar no longer calls it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +38,8 @@ __all__ = [
     "moto_server",
     "provision",
     "sent_raw_emails",
+    "table_item_count",
+    "tapped_queues",
 ]
 
 # moto accepts any credentials; fixed fake ones keep a real profile from ever being used.
@@ -42,10 +49,10 @@ LOCAL_CREDENTIALS = {
     "AWS_DEFAULT_REGION": LOCAL_REGION,
     "AWS_REGION": LOCAL_REGION,
 }
-# A message stays invisible while its invocation may still run (the function's timeout, plus
-# time for a cold worker to start); a failed invocation makes it visible again after
-# RETRY_DELAY_SECONDS, so retries and dead-lettering take seconds locally (Lambda backs off
-# for minutes).
+# The dispatcher deletes a message as soon as it has it (see dispatcher's module doc); the
+# visibility timeout and redrive policy only matter to a consumer that does not, e.g. a person
+# reading the queue by hand. A failed invocation is retried after RETRY_DELAY_SECONDS, so
+# retries and dead-lettering take seconds locally (Lambda backs off for minutes).
 COLD_START_ALLOWANCE_SECONDS = 30
 RETRY_DELAY_SECONDS = 1
 
@@ -90,6 +97,7 @@ def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
     # werkzeug logs every request at INFO; the demo's own log says what happened.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    _cache_jsonpath_parsing()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     try:
@@ -97,6 +105,66 @@ def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         yield f"http://{bound_host}:{bound_port}"
     finally:
         server.stop()
+
+
+def _cache_jsonpath_parsing() -> None:
+    """Parse each JSONPath once in this process, not once per routed event.
+
+    moto's EventBridge builds a fresh jsonpath-ng parser (a PLY grammar) for each of the 8
+    paths of its default input template, for every event and target: 5,000 summary events
+    spent minutes of the emulator's CPU there. A parsed path is an immutable expression,
+    so caching by its text changes nothing else.
+    """
+    try:
+        from jsonpath_ng import ext  # noqa: PLC0415 - moto's dependency, the `local` extra
+    except ImportError:  # pragma: no cover - moto's events need it
+        return
+    parse = getattr(ext, "parse", None)
+    if parse is not None and not hasattr(parse, "cache_info"):
+        setattr(ext, "parse", functools.lru_cache(maxsize=256)(parse))  # noqa: B010
+
+
+# Queue ARN -> what to do with a message sent to it, while a dispatcher runs (tapped_queues).
+_TAPS: dict[str, Callable[[str, str], None]] = {}
+
+
+def _install_queue_tap() -> None:
+    """Let a dispatcher take messages at the moment the in-process emulator enqueues them."""
+    from moto.sqs.models import Queue  # noqa: PLC0415 - the `local` extra
+
+    if getattr(Queue.add_message, "stori_tap", False):
+        return
+    original = Queue.add_message
+
+    def add_message(self: Any, message: Any) -> None:
+        tap = _TAPS.get(self.queue_arn)
+        if tap is None or self.fifo_queue:
+            original(self, message)
+            return
+        tap(message.id, message.body)
+
+    add_message.stori_tap = True  # type: ignore[attr-defined]
+    Queue.add_message = add_message  # type: ignore[method-assign]
+
+
+@contextmanager
+def tapped_queues(taps: Mapping[str, Callable[[str, str], None]]) -> Iterator[None]:
+    """While open, messages sent to these queues (by ARN) go to ``taps``, not into the queue.
+
+    Only for the emulator running in this process; one elsewhere is left alone (its queues
+    are read over HTTP). Why: moto's queue is a list it scans on every send, receive and
+    delete, and a receive computes every queue attribute (three more scans) per message, so
+    draining costs more than filling — with thousands of summary events a queue never
+    emptied and the run went quadratic. Taken at the door, each message costs O(1).
+    A callback runs on one of the emulator's request threads.
+    """
+    _install_queue_tap()
+    _TAPS.update(taps)
+    try:
+        yield
+    finally:
+        for arn in taps:
+            _TAPS.pop(arn, None)
 
 
 def client_environment(endpoint: str) -> dict[str, str]:
@@ -110,8 +178,12 @@ def client_environment(endpoint: str) -> dict[str, str]:
     }
 
 
+@functools.cache
 def session() -> aioboto3.Session:
-    """An aioboto3 session with the emulator's fake credentials (never a real profile)."""
+    """An aioboto3 session with the emulator's fake credentials (never a real profile).
+
+    One per process: each new session re-reads botocore's data files for its clients.
+    """
     return aioboto3.Session(
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -252,7 +324,8 @@ def sent_raw_emails(since: int = 0) -> list[tuple[str, list[str], str]]:
 
     backend = ses_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION]
     result: list[tuple[str, list[str], str]] = []
-    for message in list(backend.sent_messages)[since:]:
+    # One slice: a C-level copy, safe against the request threads appending to the list.
+    for message in backend.sent_messages[since:]:
         if isinstance(message, RawMessage):
             result.append((message.id, list(message.destinations), message.raw_data))
             continue
@@ -273,6 +346,23 @@ def sent_email_count() -> int:
     from moto.ses.models import ses_backends  # noqa: PLC0415 - the `local` extra
 
     return len(ses_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].sent_messages)
+
+
+def table_item_count(table_name: str) -> int | None:
+    """Items in a table of the emulator running in this process (``None``: not here).
+
+    A progress display's count, read without a request: ``list(dict.values())`` copies in
+    one step the request threads cannot interleave with, and ``len`` of each partition is
+    atomic, so this never iterates a dict that is being written to.
+    """
+    from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415 - the `local` extra
+
+    backend = dynamodb_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION]
+    table = backend.tables.get(table_name)
+    if table is None:
+        return None
+    partitions = list(table.items.values())
+    return sum(map(len, partitions)) if table.has_range_key else len(partitions)
 
 
 def process_env(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ functions, and a function's ``Events: {Type: EventBridgeRule | CloudWatchEvent}`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ __all__ = [
     "TablePlan",
     "TemplateError",
     "load_template",
+    "parse_parameter_overrides",
     "plan_stack",
 ]
 
@@ -365,6 +366,53 @@ def _parameters(template: Mapping[str, Any], overrides: Mapping[str, str]) -> di
     return values
 
 
+def parse_parameter_overrides(items: Sequence[str], template: Mapping[str, Any]) -> dict[str, str]:
+    """``Key=Value`` items, as ``sam deploy --parameter-overrides`` takes them, checked.
+
+    Both of SAM's spellings are accepted: ``Key=Value`` and
+    ``ParameterKey=Key,ParameterValue=Value``. Each key must be one of the template's
+    ``Parameters``, and each value must satisfy that parameter's ``AllowedValues``,
+    ``AllowedPattern`` and, for a ``Number``, ``MinValue`` / ``MaxValue`` — as CloudFormation
+    would refuse the deployment.
+
+    Raises:
+        TemplateError: an item is not ``Key=Value``, names no parameter, or breaks a rule.
+    """
+    declared: Mapping[str, Any] = template.get("Parameters") or {}
+    values: dict[str, str] = {}
+    for item in items:
+        spelled = re.fullmatch(r"ParameterKey=([^,]*),ParameterValue=(.*)", item, re.DOTALL)
+        key, separator, value = (
+            (spelled.group(1), "=", spelled.group(2)) if spelled else item.partition("=")
+        )
+        if not separator or not key:
+            raise TemplateError(f"parameter override {item!r} is not Key=Value")
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise TemplateError(f"unknown parameter {key!r}: the template declares {known}")
+        _check_parameter(key, value, declared[key] if isinstance(declared[key], dict) else {})
+        values[key] = value
+    return values
+
+
+def _check_parameter(name: str, value: str, declaration: Mapping[str, Any]) -> None:
+    allowed = declaration.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        raise TemplateError(f"parameter {name}={value!r} is not one of {list(map(str, allowed))}")
+    pattern = declaration.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+        reason = declaration.get("ConstraintDescription") or f"must match {pattern}"
+        raise TemplateError(f"parameter {name}={value!r}: {reason}")
+    if declaration.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+        low, high = declaration.get("MinValue"), declaration.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            raise TemplateError(f"parameter {name}={value!r} is outside {low}..{high}")
+
+
 def _target_function(resolver: _Resolver, arn: Any) -> str | None:
     """The logical id of the function a target's ``Arn`` points at, if any."""
     if isinstance(arn, dict):
@@ -480,9 +528,11 @@ def plan_stack(  # noqa: C901, PLR0912, PLR0915 - a straight walk over the templ
                     code_dir=(template_dir / str(resolver.resolve(code_uri))).resolve(),
                     environment=environment,
                     timeout_seconds=int(
-                        props.get("Timeout")
-                        or globals_function.get("Timeout")
-                        or DEFAULT_TIMEOUT_SECONDS
+                        resolver.resolve(
+                            props.get("Timeout")
+                            or globals_function.get("Timeout")
+                            or DEFAULT_TIMEOUT_SECONDS
+                        )
                     ),
                     max_receive_count=(
                         int(resolver.resolve(attempts)) + 1
