@@ -328,6 +328,10 @@ async def reprocess(  # noqa: PLR0913 - the three clients, the stack and the two
             InvocationType="Event",
             Payload=json.dumps(event).encode(),
         )
+        payload = response.get("Payload")
+        if payload is not None:  # read it, or its pooled connection is never released
+            async with payload as body:
+                await body.read()
         if response.get("StatusCode") != 202 or response.get("FunctionError"):
             raise CommandFailedError(
                 f"Lambda did not queue the event (status {response.get('StatusCode')})"
