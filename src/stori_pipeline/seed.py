@@ -206,15 +206,15 @@ def _run_aws(service: str, args: argparse.Namespace, call: _Call, what: str) -> 
 
 def _users_put(args: argparse.Namespace) -> int:
     try:
+        user = User.create(args.account, args.email, args.name)
+    except InvalidSeedInputError as exc:
+        return _fail(f"users put: {exc}", EXIT_INVALID)
+    try:
         table = deployment.resource_name(
             args, args.table, deployment.USERS_TABLE, "USERS_TABLE", "--table"
         )
     except StoriPipelineError as exc:  # no such stack or output, or DescribeStacks failed
         return _fail(f"users put: {exc}", _target_status(exc))
-    try:
-        user = User.create(args.account, args.email, args.name)
-    except InvalidSeedInputError as exc:
-        return _fail(f"users put: {exc}", EXIT_INVALID)
 
     async def call(client: DynamoDBClient) -> None:
         await put_user(client, table, user)
@@ -247,12 +247,6 @@ def _check_key(key: str) -> None:
 
 
 def _template_push(args: argparse.Namespace) -> int:
-    try:
-        bucket = deployment.resource_name(
-            args, args.bucket, deployment.TEMPLATES_BUCKET, "TEMPLATES_BUCKET", "--bucket"
-        )
-    except StoriPipelineError as exc:  # no such stack or output, or DescribeStacks failed
-        return _fail(f"template push: {exc}", _target_status(exc))
     key: str = args.key
     try:
         _check_key(key)
@@ -264,6 +258,12 @@ def _template_push(args: argparse.Namespace) -> int:
         check_template(text)
     except InvalidSeedInputError as exc:
         return _fail(f"template push: {exc}", EXIT_INVALID)
+    try:
+        bucket = deployment.resource_name(
+            args, args.bucket, deployment.TEMPLATES_BUCKET, "TEMPLATES_BUCKET", "--bucket"
+        )
+    except StoriPipelineError as exc:  # no such stack or output, or DescribeStacks failed
+        return _fail(f"template push: {exc}", _target_status(exc))
 
     async def call(client: S3Client) -> None:
         await push_template(client, bucket, key, body)

@@ -55,6 +55,7 @@ class OpsStack(IngestStack):
 
     stack_name: str = ""
     users_table: str = ""
+    templates_bucket: str = ""
     function_arn: str = ""
 
     def deploy(self, *, omit: tuple[str, ...] = ()) -> OpsStack:
@@ -67,6 +68,8 @@ class OpsStack(IngestStack):
             AttributeDefinitions=[{"AttributeName": "AccountId", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        self.templates_bucket = f"templates-{self.suffix}"
+        self.client("s3").create_bucket(Bucket=self.templates_bucket)
         role = self.client("iam").create_role(
             RoleName=f"ingest-{self.suffix}", AssumeRolePolicyDocument="{}"
         )["Role"]["Arn"]
@@ -84,6 +87,7 @@ class OpsStack(IngestStack):
             "TransactionsBucketName": {"Value": self.bucket},
             "TransactionsTableName": {"Value": self.table},
             "UsersTableName": {"Value": self.users_table},
+            "TemplatesBucketName": {"Value": self.templates_bucket},
             "IdempotencyTableName": {"Value": self.idempotency_table},
             "ProcessUserTransactionFunctionArn": {"Value": self.function_arn},
             **{f"{name}Url": {"Value": {"Ref": name}} for name in DLQS},
@@ -178,6 +182,27 @@ def test_users_put_get_list_delete_by_stack_name(
     status, _, err = run(capsys, "users", "delete", "Acc1", *stack)
     assert status == 1
     assert "nothing deleted" in err
+
+
+def test_template_push_by_stack_name(ops: OpsStack, capsys: pytest.CaptureFixture[str]) -> None:
+    """`template push` finds the templates bucket from the TemplatesBucketName output."""
+    status, out, _ = run(capsys, "template", "push", "--stack-name", ops.stack_name)
+    assert status == 0
+    assert f"s3://{ops.templates_bucket}/email/summary.html.j2" in out
+    body = ops.client("s3").get_object(Bucket=ops.templates_bucket, Key="email/summary.html.j2")
+    assert b"{{" in body["Body"].read()
+
+
+def test_bad_input_is_refused_before_the_stack_is_looked_up(
+    aws_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid account is exit 2 about the account, even with a stack that does not exist."""
+    status, _, err = run(
+        capsys, "users", "put", "bad!", "--email", "a@b.co", "--name", "A", "--stack-name", "nope"
+    )
+    assert status == 2
+    assert "account" in err
+    assert "nope" not in err
 
 
 def test_users_list_escapes_control_characters(
