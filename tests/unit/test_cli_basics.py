@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -61,17 +62,18 @@ def test_summarize_dash_reads_stdin(
     assert account["balance"] == "39.74"
 
 
-def test_demo_without_the_local_extra_names_the_extra(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_demo_without_the_local_extra_names_the_extra() -> None:
     """Without moto, `demo` says to install the 'local' extra instead of a traceback."""
-    for name in list(sys.modules):
-        if name.startswith("stori_pipeline.local.") and name != "stori_pipeline.local.commands":
-            monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "moto", None)  # `import moto` now fails as if absent
-    status = main(["demo"])
-    err = capsys.readouterr().err
-    assert status == 1
-    assert "'local' extra" in err
-    assert "stori-pipeline[local]" in err
-    assert "Traceback" not in err
+    # A fresh interpreter in which `import moto` fails as if moto were not installed.
+    code = (
+        "import sys; sys.modules['moto'] = None\n"
+        "from stori_pipeline.cli import main\n"
+        "sys.exit(main(['demo']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "'local' extra" in done.stderr
+    assert "stori-pipeline[local]" in done.stderr
+    assert "Traceback" not in done.stderr
