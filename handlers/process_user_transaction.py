@@ -27,18 +27,19 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stori_pipeline.errors import PermanentError, StoriPipelineError
+from stori_pipeline.idempotency import (
+    INGEST_EVENT_KEY_JMESPATH,
+    INGEST_KEY_PREFIX,
+    INGEST_TTL_SECONDS,
+)
 from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
 from stori_pipeline.scaleout import start_workflow
 from stori_pipeline.settings import IngestSettings, metrics_namespace
 
 SERVICE = "process-user-transaction"
-# The stable fields of one object version; moto spells the ETag "eTag", AWS "etag".
-EVENT_KEY_JMESPATH = (
-    '[detail.bucket.name, detail.object.key, detail.object.etag || detail.object."eTag"]'
-)
-# S3 and EventBridge redeliver within minutes; a day covers that with a wide margin and lets
-# an operator deliberately re-run an object the next day.
-IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# Defined once in stori_pipeline.idempotency: `stori-pipeline reprocess` computes the same ids.
+EVENT_KEY_JMESPATH = INGEST_EVENT_KEY_JMESPATH
+IDEMPOTENCY_TTL_SECONDS = INGEST_TTL_SECONDS
 
 # A Logger holds no connection and reads nothing but the log level; one per process keeps
 # the bound keys in one place.
@@ -107,7 +108,14 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
         )
     except PermanentError as exc:
         logger.warning("object not processed", extra={"reason": str(exc)})
-        return {"status": "skipped", "reason": str(exc)}
+        # bucket and key too: this result is what the idempotency record (and `status`) keeps.
+        return {
+            "status": "skipped",
+            "reason": str(exc),
+            "bucket": target.bucket,
+            "key": target.raw_key,
+            "etag": target.etag,
+        }
     except StoriPipelineError:
         # Transient (retries exhausted) or unexpected AWS failure: log it structured, then
         # fail the invocation so Lambda retries it and finally dead-letters the event.
@@ -147,7 +155,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     @idempotent(
         config=config,
         persistence_store=_persistence(settings.idempotency_table),
-        key_prefix=SERVICE,
+        key_prefix=INGEST_KEY_PREFIX,
     )
     def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
         return _route(target, settings)

@@ -2,7 +2,8 @@
 
 Every subcommand maps errors to a one-line message on stderr and an exit status; no traceback
 reaches the user for bad input. Subcommands are registered by small ``_add_*`` functions so
-feature modules (local demo, seeding) plug in without touching the others.
+feature modules (local demo, seeding, operating a deployed stack) plug in without touching the
+others; every ``--help`` shows the options' defaults.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 
 from stori_pipeline import seed
 from stori_pipeline.local import commands as local_commands
+from stori_pipeline.ops import commands as ops_commands
 from stori_pipeline.records import Rejection
-from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
+from stori_pipeline.stream import CHUNK_SIZE, ImportResult, file_chunks, summarize_stream
 from stori_pipeline.summary import AccountSummary
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
 
@@ -42,12 +45,19 @@ def _fail(message: str, status: int = EXIT_REJECTED) -> int:
 # --- summarize -------------------------------------------------------------------------------
 
 
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    # A blocking read: nothing else runs on this event loop while it waits for the pipe.
+    while chunk := sys.stdin.buffer.read(CHUNK_SIZE):
+        yield chunk
+
+
 def _summarize(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+    path = Path("<stdin>" if args.file == "-" else args.file)
+    source = _stdin_chunks() if args.file == "-" else file_chunks(path)
     rejected: list[Rejection] = []
     try:
         result = asyncio.run(
-            summarize_stream(file_chunks(path), account=args.account, on_reject=rejected.append)
+            summarize_stream(source, account=args.account, on_reject=rejected.append)
         )
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc.strerror or exc}")
@@ -127,7 +137,7 @@ def _add_summarize(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="summarize a local transactions file (no AWS)",
         description="Read a local CSV and print per-account summaries and rejected rows.",
     )
-    parser.add_argument("file", metavar="FILE", help="the transactions CSV")
+    parser.add_argument("file", metavar="FILE", help="the transactions CSV ('-': standard input)")
     parser.add_argument(
         "--account", metavar="ID", help="account of every row when the file has no AccountId"
     )
@@ -185,11 +195,14 @@ def _add_generate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("--accounts", type=_positive, default=1, help="distinct accounts")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
-        "--style", choices=[s.value for s in HeaderStyle], default=HeaderStyle.GO.value
+        "--style",
+        choices=[s.value for s in HeaderStyle],
+        default=HeaderStyle.GO.value,
+        help="header and amount format: the challenge's or the Go system's",
     )
     parser.add_argument("--error-rate", type=_rate, default=0.0, help="share of invalid rows")
     parser.add_argument("--year", type=int, default=None, help="dates as M/D/YYYY in this year")
-    parser.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    parser.add_argument("-o", "--output", default="-", help="file to write ('-': stdout)")
     parser.set_defaults(command=_generate)
 
 
@@ -200,7 +213,37 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_generate,
     seed.register,
     local_commands.register,
+    ops_commands.register,
 ]
+
+# Top-level modules only the `local` extra installs (moto and its server, PyYAML).
+_LOCAL_EXTRA_MODULES = frozenset({"moto", "yaml", "flask", "flask_cors", "werkzeug"})
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: …)`` after an option's help, unless there is nothing to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every subcommand's parser, however nested, :class:`_HelpFormatter`."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:  # noqa: SLF001 - argparse exposes subparsers only this way
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                _use_formatter(child)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("stori-pipeline")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,9 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stori-pipeline",
         description="Transactions CSV -> DynamoDB -> per-account summary -> email.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
     for register in _REGISTRARS:
         register(commands)
+    _use_formatter(parser)
     return parser
 
 
@@ -225,6 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in _LOCAL_EXTRA_MODULES:
+            raise
+        return _fail(
+            f"this command needs the 'local' extra ({exc.name} is not installed): "
+            "pip install 'stori-pipeline[local]', or in a checkout `make setup`",
+            EXIT_ERROR,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from operator import add, eq, not_, or_
 from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
+from stori_pipeline.header_hints import header_hint
 from stori_pipeline.money import cents_to_decimal, parse_cents
 from stori_pipeline.summary import Ledger, add_to_buckets
 
@@ -189,9 +190,11 @@ def resolve_header(header: Sequence[str]) -> ColumnMap:
     missing = [field for field in _REQUIRED if field not in found]
     if missing:
         expected = " / ".join(_ALIASES[missing[0]])
+        hint = header_hint(header)
         raise FileRejectedError(
             FileErrorCode.BAD_HEADER,
-            f"missing required column {missing[0]!r} (one of: {expected}, any case)",
+            f"missing required column {missing[0]!r} (one of: {expected}, any case)"
+            + (f"; {hint}" if hint else ""),
         )
     return ColumnMap(len(header), found["id"], found["date"], found["amount"], found.get("account"))
 

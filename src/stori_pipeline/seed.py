@@ -3,10 +3,11 @@
 ``stori-pipeline users put ACCOUNT --email E --name N [--locale es-MX]`` writes one ``Users``
 item (SPEC §4: ``AccountId`` → ``Email``, ``Name``, optional ``Locale``); ``stori-pipeline
 template push [FILE]`` uploads the email template to ``email/summary.html.j2`` in the templates
-bucket after checking that it parses as Jinja2. Table and bucket default to the functions' own
-variables (``USERS_TABLE``, ``TEMPLATES_BUCKET``), so a shell set up like the function needs no
-flags; the stack's Outputs print both names. ``--endpoint-url`` points the commands at a local
-emulator.
+bucket after checking that it parses as Jinja2. Table and bucket come from
+``--table``/``--bucket``, else from the outputs of the stack ``--stack-name`` names
+(:mod:`stori_pipeline.ops.deployment`), else from the functions' own variables
+(``USERS_TABLE``, ``TEMPLATES_BUCKET``). ``--endpoint-url`` points the commands at a local
+emulator. ``users get/list/delete`` live in :mod:`stori_pipeline.ops.users`.
 
 Input is validated before any call (account id rule of SPEC §2, address by email-validator, a
 one-line name, a locale the email is written in), so a bad value is a one-line message and exit
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 import unicodedata
@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stori_pipeline import template_preview
-from stori_pipeline.errors import AwsOperationError, PermanentError
+from stori_pipeline.errors import AwsOperationError, PermanentError, StoriPipelineError
+from stori_pipeline.ops import deployment
+from stori_pipeline.ops import users as ops_users
 
 __all__ = [
     "DEFAULT_TEMPLATE_KEY",
@@ -209,10 +211,7 @@ def _aws_message(exc: AwsOperationError, what: str) -> str:
 
 
 async def _with_client(service: str, args: argparse.Namespace, call: _Call) -> None:
-    import aioboto3  # noqa: PLC0415 - the offline commands must not pay for aioboto3
-
-    session = aioboto3.Session(region_name=args.region)
-    async with session.client(service, endpoint_url=args.endpoint_url) as client:
+    async with deployment.Target.from_args(args).client(service) as client:
         await call(client)
 
 
@@ -230,13 +229,16 @@ def _run_aws(service: str, args: argparse.Namespace, call: _Call, what: str) -> 
 
 
 def _users_put(args: argparse.Namespace) -> int:
-    table = args.table or os.environ.get("USERS_TABLE", "").strip()
-    if not table:
-        return _fail("users put: give --table or set USERS_TABLE", EXIT_INVALID)
     try:
         user = User.create(args.account, args.email, args.name, args.locale)
     except InvalidSeedInputError as exc:
         return _fail(f"users put: {exc}", EXIT_INVALID)
+    try:
+        table = deployment.resource_name(
+            args, args.table, deployment.USERS_TABLE, "USERS_TABLE", "--table"
+        )
+    except StoriPipelineError as exc:  # no such stack or output, or DescribeStacks failed
+        return _fail(f"users put: {exc}", _target_status(exc))
 
     async def call(client: DynamoDBClient) -> None:
         await put_user(client, table, user)
@@ -270,9 +272,6 @@ def _check_key(key: str) -> None:
 
 
 def _template_push(args: argparse.Namespace) -> int:
-    bucket = args.bucket or os.environ.get("TEMPLATES_BUCKET", "").strip()
-    if not bucket:
-        return _fail("template push: give --bucket or set TEMPLATES_BUCKET", EXIT_INVALID)
     key: str = args.key
     try:
         _check_key(key)
@@ -284,6 +283,12 @@ def _template_push(args: argparse.Namespace) -> int:
         check_template(text)
     except InvalidSeedInputError as exc:
         return _fail(f"template push: {exc}", EXIT_INVALID)
+    try:
+        bucket = deployment.resource_name(
+            args, args.bucket, deployment.TEMPLATES_BUCKET, "TEMPLATES_BUCKET", "--bucket"
+        )
+    except StoriPipelineError as exc:  # no such stack or output, or DescribeStacks failed
+        return _fail(f"template push: {exc}", _target_status(exc))
 
     async def call(client: S3Client) -> None:
         await push_template(client, bucket, key, body)
@@ -295,14 +300,13 @@ def _template_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _target_status(exc: StoriPipelineError) -> int:
+    # Nothing names the resource: a usage error; a missing stack or output: a failed lookup.
+    return EXIT_INVALID if isinstance(exc, deployment.NoTargetError) else EXIT_AWS
+
+
 def _add_aws_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--endpoint-url",
-        default=None,
-        metavar="URL",
-        help="AWS endpoint (e.g. the local emulator, http://127.0.0.1:5000)",
-    )
-    parser.add_argument("--region", default=None, help="AWS region (default: from AWS config)")
+    deployment.add_target_options(parser)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -326,9 +330,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="TAG",
         help="language and formats of the emails, e.g. es-MX, en-US (default: the deployment's)",
     )
-    put.add_argument("--table", default=None, help="Users table (default: $USERS_TABLE)")
+    put.add_argument(
+        "--table",
+        default=None,
+        help="Users table (default: the stack's UsersTableName output, else $USERS_TABLE)",
+    )
     _add_aws_options(put)
     put.set_defaults(command=_users_put)
+    ops_users.register(users_commands)
 
     template = commands.add_parser("template", help="manage the email template")
     template_commands = template.add_subparsers(metavar="ACTION", required=True)
@@ -341,7 +350,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "file", metavar="FILE", nargs="?", default=None, help="template (default: the packaged one)"
     )
     push.add_argument(
-        "--bucket", default=None, help="templates bucket (default: $TEMPLATES_BUCKET)"
+        "--bucket",
+        default=None,
+        help="templates bucket (default: the stack's TemplatesBucketName, else $TEMPLATES_BUCKET)",
     )
     push.add_argument(
         "--key", default=DEFAULT_TEMPLATE_KEY, help="object key (default: %(default)s)"
