@@ -109,7 +109,8 @@ class DynamoDBTransactionSink:
     Args:
         client: an aioboto3/aiobotocore DynamoDB client (owned by the caller); when it is one
             the lean path understands, requests use its endpoint, credentials and connection
-            pool without its request pipeline (see the module docstring).
+            pool without its request pipeline (see the module docstring). A
+            :class:`~stori_pipeline.ingest.lean_dynamodb.LeanDynamoDB` is used as it is.
         table: the table name.
         bucket: the source bucket (stored on every item).
         key: the source object key (stored, and the ``TransactionKey`` prefix).

@@ -290,7 +290,10 @@ def lean_client_for(client: Any) -> LeanDynamoDB | None:  # noqa: ANN401 - untyp
     Uses the client's endpoint, region, credentials provider and aiohttp session (see the
     module docstring). Returns ``None`` when the client is not an aiohttp-backed, SigV4-signed
     aiobotocore client reaching its endpoint without a proxy: the SDK call is right there.
+    A :class:`LeanDynamoDB` passed in is returned as it is.
     """
+    if isinstance(client, LeanDynamoDB):
+        return client
     # Imported here: only reached with an aiobotocore client, which has loaded it already.
     from aiobotocore.httpsession import AIOHTTPSession  # noqa: PLC0415
 
