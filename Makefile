@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint format bench bench-ingest clean sam-tools sam-validate sam-build \
-	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
+	import-times cold-start build-DependenciesLayer build-ProcessUserTransactionFunction \
 	build-SendUserEmailFunction
 
 help: ## list the targets
@@ -54,8 +54,11 @@ format: $(SYNCED) ## apply ruff's formatter and safe fixes
 bench: $(SYNCED) ## the core benchmark: summarize vs a bare csv.reader, 1M rows, peak RSS
 	$(VENV)/bin/python bench/bench_summarize.py --rss
 
-bench-ingest: $(SYNCED) ## the ingest benchmark: raw ceiling vs PutItem per row vs pipeline
+bench-ingest: $(SYNCED) ## the ingest benchmarks: client CPU on a fast endpoint, then moto
 	$(VENV)/bin/python bench/bench_ingest.py
+
+cold-start: $(SYNCED) ## each handler's import time vs a minimal boto3 handler, top imports
+	$(VENV)/bin/python bench/cold_start.py
 
 clean: ## remove environments and outputs
 	rm -rf $(VENV) $(TOOLS) .aws-sam out test-artifacts bench/data .pytest_cache .mypy_cache .ruff_cache

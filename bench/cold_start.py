@@ -79,14 +79,14 @@ def _importtime(code: str, env: dict[str, str]) -> list[tuple[int, str]]:
 
 
 def top_imports(module: str, env: dict[str, str], top: int) -> list[tuple[float, str]]:
-    """The ``top`` direct imports of ``module`` by cumulative time (ms)."""
+    """The ``top`` direct imports of ``module`` (one or more, comma-separated) by cumulative ms."""
     startup = {name.strip() for _, name in _importtime("pass", env)}
     # -X importtime indents by two spaces per level: the module's own imports are one level
     # down (the interpreter's start-up imports, also at that level, are left out), and their
     # cumulative times add up to the module's.
     ranked = [
         (micros / 1000, name.strip())
-        for micros, name in _importtime(f"import {module}", env)
+        for micros, name in _importtime(f"import {module}", env)  # one run
         if name.startswith("   ") and name[3] != " " and name.strip() not in startup
     ]
     return sorted(ranked, reverse=True)[:top]
@@ -118,9 +118,9 @@ def main() -> None:
         print(f"import time, fresh interpreter, best of {args.runs} (interleaved):")
         for name, seconds in best.items():
             print(f"  {name:<48} {seconds * 1000:8.1f} ms  {seconds / base:5.2f}x")
-        for handler in FIRST_USE:
-            print(f"\ntop imports of {handler} (its direct imports, cumulative ms, one run):")
-            for ms, package in top_imports(handler, env, args.top):
+        for handler, later in FIRST_USE.items():
+            print(f"\ntop imports of {handler} + first use (direct imports, cumulative ms):")
+            for ms, package in top_imports(f"{handler}, {later}", env, args.top):
                 print(f"  {ms:8.1f}  {package}")
 
 

@@ -28,7 +28,6 @@ from botocore.exceptions import ClientError
 
 from stori_pipeline.ingest.lean_dynamodb import LeanDynamoDB, TransportError, lean_client_for
 from stori_pipeline.ingest.resend import Leftover, error_code, resend_until_done
-from stori_pipeline.money import format_cents
 from stori_pipeline.records import Transaction
 from stori_pipeline.retry import RetryPolicy
 
@@ -91,14 +90,19 @@ class ItemEncoder:
     def put_request(self, tx: Transaction) -> str:
         """The JSON text of one row's ``PutRequest``."""
         cents = tx.amount_cents
-        kind = "credit" if cents > 0 else "debit" if cents < 0 else "zero"
+        # money.format_cents inlined (a call per item was a third of this method's time).
+        whole, frac = divmod(-cents if cents < 0 else cents, 100)
+        if cents > 0:
+            kind, amount = "credit", f"{whole}.{frac:02d}"
+        else:
+            kind, amount = ("debit", f"-{whole}.{frac:02d}") if cents else ("zero", "0.00")
         year = "" if tx.year is None else f',"Year":{{"N":"{tx.year}"}}'
         tid = _quote(tx.transaction_id)
         return (
             f'{{"PutRequest":{{"Item":{{"AccountId":{{"S":{_quote(tx.account_id)}}},'
             f'"TransactionKey":{{"S":{self._key_prefix}{tid[1:]}}},"TransactionId":{{"S":{tid}}},'
             f'"Date":{{"S":{_quote(tx.date)}}},"Month":{{"N":"{tx.month}"}},'
-            f'"Amount":{{"N":"{format_cents(cents)}"}},"Kind":{{"S":"{kind}"}},{self._source}'
+            f'"Amount":{{"N":"{amount}"}},"Kind":{{"S":"{kind}"}},{self._source}'
             f'"Line":{{"N":"{tx.line}"}}{year}}}}}}}'
         )
 
