@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint format bench bench-ingest bench-scaleout clean sam-tools sam-validate sam-build \
-	docs-diagram \
+	docs-diagram cold-start \
 	import-times build-DependenciesLayer build-ProcessUserTransactionFunction \
 	build-SendUserEmailFunction build-ProcessLargeTransactionFunction
 
@@ -57,8 +57,11 @@ format: $(SYNCED) ## apply ruff's formatter and safe fixes
 bench: $(SYNCED) ## the core benchmark: summarize vs a bare csv.reader, 1M rows, peak RSS
 	$(VENV)/bin/python bench/bench_summarize.py --rss
 
-bench-ingest: $(SYNCED) ## the ingest benchmark: raw ceiling vs PutItem per row vs pipeline
+bench-ingest: $(SYNCED) ## the ingest benchmarks: client CPU on a fast endpoint, then moto
 	$(VENV)/bin/python bench/bench_ingest.py
+
+cold-start: $(SYNCED) ## each handler's import time vs a minimal boto3 handler, top imports
+	$(VENV)/bin/python bench/cold_start.py
 
 clean: ## remove environments and outputs
 	rm -rf $(VENV) $(TOOLS) .aws-sam out test-artifacts bench/data .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,21 @@
-"""Ingest benchmark against one moto server process (not a test; timings vary by machine).
+"""Ingest benchmarks: the client's CPU against a fast endpoint, and throughput against moto.
 
-On one generated file (50,000 rows by default) it measures DynamoDB items/s for:
+**Fast endpoint** (``--fast``; first in a default run): a small HTTP server in another process
+answers BatchWriteItem, PutEvents and the S3 object GET at once, so only the client is
+measured. On one generated file (100,000 rows by default) it reports items/s and the client's
+CPU-seconds per 100,000 items (``time.process_time``, all threads) side by side for:
+
+- the raw aiobotocore loop: pre-built 25-item ``batch_write_item`` requests, 16 coroutines,
+  one client configured as ``ingest_object`` configures its own (no parameter validation);
+- boto3's ``Table.batch_writer`` in 16 threads (plain Python items, its own serializer);
+- this pipeline (``ingest_object``: S3 GET stream -> core -> lean BatchWriteItem -> PutEvents);
+- the same pipeline forced onto the SDK path (``client.batch_write_item``), for the ratio of
+  the lean path to what it replaced.
+
+Cases are interleaved, best of ``--repeat`` (noise on a shared machine only adds CPU time).
+Target: pipeline CPU <= 0.5x the raw aiobotocore loop's.
+
+**moto** (the rest): on one generated file (50,000 rows by default) DynamoDB items/s for:
 
 (a) the raw ceiling: pre-built ``BatchWriteItem`` requests, same concurrency, no parsing;
     every mode shares one DynamoDB client configured as ``ingest_object`` builds its own
@@ -12,7 +27,8 @@ prints c/a and c/b, sweeps ``NUM_WORKERS`` for (a) and (c), and reports the peak
 child process ingesting a 1,000,000-row object (S3 and EventBridge on moto; DynamoDB on a
 stateless local endpoint that accepts every batch, because moto would hold 1M items in RAM).
 
-Run: ``.venv/bin/python bench/bench_ingest.py [--rows 50000] [--rss-rows 1000000]``.
+Run: ``.venv/bin/python bench/bench_ingest.py [--fast] [--fast-rows 100000] [--rows 50000]
+[--rss-rows 1000000]``.
 Generated data goes to ``bench/data/`` (git-ignored).
 """
 
@@ -20,22 +36,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aioboto3
+import boto3
 from aiobotocore.config import AioConfig
+from boto3.dynamodb.types import TypeDeserializer
 
 from rss import peak_rss_kib  # bench/rss.py (the script's own folder)
+from stori_pipeline.ingest import dynamodb as dynamodb_sink
 from stori_pipeline.ingest import ingest_object, transaction_item
 from stori_pipeline.records import Transaction
 from stori_pipeline.settings import DEFAULT_NUM_WORKERS, IngestSettings
@@ -55,7 +78,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
+@contextlib.contextmanager
 def server(argv: Sequence[str], port: int) -> Iterator[str]:
     """Run a server process until the block ends; yield its URL once it listens."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter
@@ -251,6 +274,166 @@ async def throughput(
     return results
 
 
+# --- the fast endpoint: only the client is measured --------------------------------------
+
+FAST_WORKERS = 16
+_BATCH_OK = b'{"UnprocessedItems":{}}'
+
+
+def fast_endpoint(port: int, path: str) -> None:
+    """Answer BatchWriteItem, PutEvents and S3 GET/PUT/DELETE of ``path`` at once (a child)."""
+    from aiohttp import web  # noqa: PLC0415 - only this child process needs it
+
+    data = Path(path).read_bytes()
+    etag = f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324 - S3's ETag is an MD5
+    # Real DynamoDB sends a CRC32 of every answer, and both client paths check it.
+    batch_headers = {"x-amz-crc32": str(zlib.crc32(_BATCH_OK))}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        target = request.headers.get("X-Amz-Target", "")
+        if target.endswith("BatchWriteItem"):
+            return web.Response(
+                body=_BATCH_OK, headers=batch_headers, content_type="application/x-amz-json-1.0"
+            )
+        if target.endswith("PutEvents"):
+            count = len(json.loads(body)["Entries"])
+            answer = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}] * count}
+            return web.Response(
+                body=json.dumps(answer).encode(), content_type="application/x-amz-json-1.1"
+            )
+        if request.method == "GET":
+            return web.Response(body=data, headers={"ETag": etag})
+        if request.method == "DELETE":
+            return web.Response(status=204)
+        return web.Response(headers={"ETag": etag})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def cpu_per_100k(cpu: float, items: int) -> float:
+    return cpu / items * 100_000
+
+
+async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> tuple[float, float]:
+    """(items/s, CPU-s per 100k items) of one async case; clients built outside the timing."""
+    session = aioboto3.Session(region_name="us-east-1")
+    config = AioConfig(max_pool_connections=FAST_WORKERS + 2)
+    async with (
+        session.client("s3", endpoint_url=endpoint, config=config) as s3,
+        session.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            config=config.merge(AioConfig(parameter_validation=False)),
+        ) as dynamodb,
+        session.client("events", endpoint_url=endpoint, config=config) as events,
+    ):
+        settings = IngestSettings(
+            transactions_table="fast",
+            event_bus_name=BUS,
+            idempotency_table="unused",
+            num_workers=FAST_WORKERS,
+        )
+        # One warm-up request each, so connection set-up and lazy imports are not timed.
+        await dynamodb.batch_write_item(RequestItems={"fast": fixture["requests"][0]})
+        started, cpu = time.perf_counter(), time.process_time()
+        if case == "raw":
+            items = await raw_ceiling(dynamodb, "fast", fixture["requests"], FAST_WORKERS)
+        else:
+            result = await ingest_object(
+                BUCKET,
+                fixture["key"],
+                fixture["etag"],
+                settings=settings,
+                s3=s3,
+                dynamodb=dynamodb,
+                events=events,
+            )
+            items = result.items_written
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+    return items / wall, cpu_per_100k(cpu, items)
+
+
+def fast_boto3_case(endpoint: str, fixture: dict[str, Any]) -> tuple[float, float]:
+    """boto3's batch_writer, one resource per thread (resources are not thread-safe)."""
+    plain: list[dict[str, Any]] = fixture["plain"]
+    chunk = -(-len(plain) // FAST_WORKERS)
+    tables = [
+        boto3.session.Session(region_name="us-east-1")
+        .resource("dynamodb", endpoint_url=endpoint)
+        .Table("fast")
+        for _ in range(FAST_WORKERS)
+    ]
+
+    def write(table: Any, items: list[dict[str, Any]]) -> None:  # noqa: ANN401 - boto3 Table
+        with table.batch_writer() as writer:
+            for item in items:
+                writer.put_item(Item=item)
+
+    write(tables[0], plain[:1])  # warm-up, as for the async cases
+    threads = [
+        threading.Thread(target=write, args=(table, plain[i * chunk : (i + 1) * chunk]))
+        for i, table in enumerate(tables)
+    ]
+    started, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+    return len(plain) / wall, cpu_per_100k(cpu, len(plain))
+
+
+FAST_CASES = {
+    "raw": "(a) raw aiobotocore loop, pre-built requests",
+    "boto3": "(b) boto3 batch_writer, 16 threads",
+    "pipeline": "(c) this pipeline (lean BatchWriteItem)",
+    "pipeline-sdk": "(d) this pipeline on the SDK path",
+}
+
+
+def fast_bench(rows: int, repeat: int) -> dict[str, Any]:
+    """Every case against the fast endpoint, interleaved, best of ``repeat``."""
+    path = generate(rows)
+    key = f"incoming/bench/{path.name}"
+    data = path.read_bytes()
+    etag = hashlib.md5(data).hexdigest()  # noqa: S324 - S3's ETag is an MD5
+    transactions = asyncio.run(read_all(path))
+    typed = [transaction_item(tx, bucket=BUCKET, key=key, etag=etag) for tx in transactions]
+    requests = [
+        [{"PutRequest": {"Item": item}} for item in typed[i : i + 25]]
+        for i in range(0, len(typed), 25)
+    ]
+    deserializer = TypeDeserializer()
+    plain = [{k: deserializer.deserialize(v) for k, v in item.items()} for item in typed]
+    fixture = {"key": key, "etag": etag, "requests": requests, "plain": plain}
+    best: dict[str, tuple[float, float]] = {}
+    port = free_port()
+    with server([__file__, "--fast-endpoint", str(port), str(path)], port) as endpoint:
+        for _ in range(repeat):
+            for case in FAST_CASES:
+                if case == "boto3":
+                    rate, cpu = fast_boto3_case(endpoint, fixture)
+                else:
+                    # The SDK path: the sink finds no lean client for the aiobotocore client.
+                    sdk = mock.patch.object(dynamodb_sink, "lean_client_for", return_value=None)
+                    with sdk if case == "pipeline-sdk" else contextlib.nullcontext():
+                        rate, cpu = asyncio.run(fast_aio_case(endpoint, case, fixture))
+                old_rate, old_cpu = best.get(case, (0.0, float("inf")))
+                best[case] = (max(rate, old_rate), min(cpu, old_cpu))
+    raw_cpu = best["raw"][1]
+    print(f"fast endpoint, {len(transactions):,} items, best of {repeat}:")
+    print(f"  {'case':<48} {'items/s':>9} {'CPU-s/100k':>11} {'x raw':>6}")
+    for case, label in FAST_CASES.items():
+        rate, cpu = best[case]
+        print(f"  {label:<48} {rate:9.0f} {cpu:11.2f} {cpu / raw_cpu:6.2f}")
+    ratio = best["pipeline"][1] / raw_cpu
+    print(f"  pipeline CPU / raw aiobotocore CPU = {ratio:.2f} (target <= 0.5)", flush=True)
+    return {"items": len(transactions), "cases": best, "ratio": ratio}
+
+
 # --- the stateless DynamoDB endpoint and the RSS child --------------------------------------
 
 
@@ -336,11 +519,18 @@ def main() -> None:
     parser.add_argument("--rss-rows", type=int, default=1_000_000)
     parser.add_argument("--no-sweep", action="store_true", help="only the default NUM_WORKERS")
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per setting")
+    parser.add_argument("--fast", action="store_true", help="only the fast-endpoint mode")
+    parser.add_argument("--fast-rows", type=int, default=100_000)
+    parser.add_argument("--fast-repeat", type=int, default=3, help="best of N per case")
     parser.add_argument("--null-dynamodb", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fast-endpoint", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.null_dynamodb:
         null_dynamodb(args.null_dynamodb)
+        return
+    if args.fast_endpoint:
+        fast_endpoint(int(args.fast_endpoint[0]), args.fast_endpoint[1])
         return
     if args.rss_child:
         moto, dynamo, key, etag, workers = args.rss_child
@@ -348,6 +538,9 @@ def main() -> None:
         return
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    fast_bench(args.fast_rows, args.fast_repeat)
+    if args.fast:
+        return
     port = free_port()
     with server(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as moto:
         print(f"moto server {moto}; {args.rows:,} rows")

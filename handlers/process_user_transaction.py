@@ -9,13 +9,17 @@ by warm invocations (``_persistence`` is cached per table name).
 Failure policy (SPEC §7): a configuration error or a transient AWS failure raises, so Lambda
 retries and then dead-letters the event; a permanent input problem (malformed event, object
 gone, file rejected) is logged and returned, because no retry can fix it.
+
+Cold start: the module imports only Powertools (whose idempotency store needs boto3) and the
+pure parts of the library; the ingest stack (aiobotocore, aiohttp, the adapters) is imported by
+the first invocation: that moves its cost out of the init phase, it does not remove it
+(``bench/cold_start.py`` measures both).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -32,9 +36,10 @@ from stori_pipeline.idempotency import (
     INGEST_KEY_PREFIX,
     INGEST_TTL_SECONDS,
 )
-from stori_pipeline.ingest import ObjectCreated, ingest_object, parse_object_created
-from stori_pipeline.scaleout import start_workflow
 from stori_pipeline.settings import IngestSettings, metrics_namespace
+
+if TYPE_CHECKING:
+    from stori_pipeline.ingest import ObjectCreated
 
 SERVICE = "process-user-transaction"
 # Defined once in stori_pipeline.idempotency: `stori-pipeline reprocess` computes the same ids.
@@ -70,7 +75,10 @@ def _metrics(result: dict[str, Any]) -> None:
 
 
 async def _start_workflow(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
-    import aioboto3  # noqa: PLC0415 - built per invocation, never at import
+    # Deferred like the ingest's imports (cold start): only large objects need these.
+    import aioboto3  # noqa: PLC0415
+
+    from stori_pipeline.scaleout.start import start_workflow  # noqa: PLC0415
 
     session = aioboto3.Session()
     async with session.client("s3") as s3, session.client("stepfunctions") as sfn:
@@ -83,6 +91,8 @@ def _route(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
     """Objects of at least LARGE_OBJECT_BYTES go to the distributed workflow, others here."""
     if not settings.routes_to_workflow(target.size):
         return _ingest(target, settings)
+    import asyncio  # noqa: PLC0415 - deferred with the rest (cold start)
+
     try:
         started = asyncio.run(_start_workflow(target, settings))
     except PermanentError as exc:
@@ -96,6 +106,11 @@ def _route(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
 
 
 def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
+    # Deferred: aiobotocore and aiohttp were half of this module's import time (cold start).
+    import asyncio  # noqa: PLC0415
+
+    from stori_pipeline.ingest import ingest_object  # noqa: PLC0415
+
     try:
         result = asyncio.run(
             ingest_object(
@@ -136,6 +151,8 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Ingest the object an S3 "Object Created" event names, at most once per version."""
+    from stori_pipeline.ingest import parse_object_created  # noqa: PLC0415 - see _ingest
+
     settings = IngestSettings.from_env()  # ConfigurationError: fail loudly, every problem
     try:
         target = parse_object_created(event)

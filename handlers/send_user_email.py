@@ -13,13 +13,17 @@ Powertools idempotency wraps the synchronous part (it does not support coroutine
 ``detail.importId`` + ``detail.summary.accountId``: a redelivered event returns the stored
 result instead of sending a second email. The persistence layer is created on the first
 invocation (the table name is configuration, never read at import time) and reused while warm.
+
+Cold start: the module imports only Powertools (whose idempotency store needs boto3) and the
+pure parts of the library; the email stack (Jinja2, css-inline, aioboto3/aiohttp) is imported by
+the first invocation: that moves its cost out of the init phase, it does not remove it
+(``bench/cold_start.py`` measures both).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from aws_lambda_powertools import Logger, Metrics
@@ -32,13 +36,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stori_pipeline.email import (
-    TemplateProblem,
-    parse_summary_detail,
-    send_summary_email,
-)
 from stori_pipeline.errors import PermanentError
 from stori_pipeline.settings import EmailSettings, metrics_namespace
+
+if TYPE_CHECKING:
+    from stori_pipeline.email import TemplateProblem
 
 logger = Logger(service="send-user-email")
 # The namespace is set per invocation from the environment (settings.metrics_namespace),
@@ -78,6 +80,11 @@ def _template_fallback(problem: TemplateProblem) -> None:
 
 
 def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
+    # Deferred: Jinja2, css-inline and aioboto3/aiohttp were half of this module's import time.
+    import asyncio  # noqa: PLC0415
+
+    from stori_pipeline.email import send_summary_email  # noqa: PLC0415
+
     detail = event["detail"]
     try:
         sent = asyncio.run(
@@ -117,6 +124,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.namespace = metrics_namespace()
     _route_library_logs()
     metrics.add_metric(name="SummaryEventReceived", unit=MetricUnit.Count, value=1)
+    from stori_pipeline.email import parse_summary_detail  # noqa: PLC0415 - see _send
+
     settings = EmailSettings.from_env()
     detail = event.get("detail")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,21 +188,49 @@ CODE_OF_ROLE = {
 }
 
 
+def _snake(operation: str) -> str:
+    """``BatchWriteItem`` -> ``batch_write_item`` (botocore's method name of an operation)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+def awaited_operations(tree: ast.AST) -> set[str]:
+    """Names of methods awaited in ``tree``: ``await client.put_object(...)`` -> put_object.
+
+    The lean DynamoDB path names its operation instead: ``await lean.call("BatchWriteItem",
+    …)`` -> batch_write_item.
+    """
+    found = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Await)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and isinstance(node.value.func.value, ast.Name | ast.Attribute)
+        ):
+            found.add(node.value.func.attr)
+            first = node.value.args[0] if node.value.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.add(_snake(first.value))
+    return found
+
+
 def operations_called(*paths: str) -> set[str]:
-    """Names of methods awaited in the code: ``await client.put_object(...)`` -> put_object."""
+    """The awaited method names (:func:`awaited_operations`) in files or folders of the repo."""
     found = set()
     for path in paths:
         files = [REPO / path] if path.endswith(".py") else sorted((REPO / path).rglob("*.py"))
         for file in files:
-            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-                if (
-                    isinstance(node, ast.Await)
-                    and isinstance(node.value, ast.Call)
-                    and isinstance(node.value.func, ast.Attribute)
-                    and isinstance(node.value.func.value, ast.Name | ast.Attribute)
-                ):
-                    found.add(node.value.func.attr)
+            found |= awaited_operations(ast.parse(file.read_text(encoding="utf-8")))
     return found
+
+
+def test_the_scan_sees_sdk_calls_and_the_lean_dynamodb_call() -> None:
+    """``client.put_events(…)`` and the lean path's ``call("BatchWriteItem", …)`` both count."""
+    code = "async def f():\n    await lean.call('BatchWriteItem', b'')\n    await c.put_events()"
+    assert awaited_operations(ast.parse(code)) & set(IAM_ACTION_OF) == {
+        "batch_write_item",
+        "put_events",
+    }
 
 
 @pytest.mark.parametrize("role", sorted(CODE_OF_ROLE))
