@@ -36,6 +36,7 @@ from stori_pipeline.email import (
     parse_summary_detail,
     send_summary_email,
 )
+from stori_pipeline.email.claim_check import detail_account_id, parse_summary_reference
 from stori_pipeline.errors import PermanentError
 from stori_pipeline.settings import EmailSettings, metrics_namespace
 
@@ -44,8 +45,10 @@ logger = Logger(service="send-user-email")
 # like the ingest's: an explicit namespace here would override the template's.
 metrics = Metrics(service="send-user-email")
 
-# One email per (import, account): importId is stable for one object version (SPEC §5).
-IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId]"
+# One email per (import, account): importId is stable for one object version (SPEC §5). A
+# schemaVersion 2 (claim-check) detail names its account at the top; for version 1 the key
+# is the same [importId, accountId] as before, so records written earlier still match.
+IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId || detail.accountId]"
 
 
 @functools.cache
@@ -79,7 +82,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
                 "reason": reason,
                 "error": str(exc),
                 "importId": detail.get("importId"),
-                "accountId": detail.get("summary", {}).get("accountId"),
+                "accountId": detail_account_id(detail),
             },
         )
         metrics.add_metric(name="EmailPermanentFailure", unit=MetricUnit.Count, value=1)
@@ -87,7 +90,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
             "status": "failed",
             "reason": reason,
             "importId": detail.get("importId"),
-            "accountId": detail.get("summary", {}).get("accountId"),
+            "accountId": detail_account_id(detail),
         }
     metrics.add_metric(name="EmailSent", unit=MetricUnit.Count, value=1)
     return {"status": "sent", **sent.to_json()}
@@ -103,7 +106,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = EmailSettings.from_env()
     detail = event.get("detail")
     try:
-        parse_summary_detail(detail if isinstance(detail, dict) else {})
+        checked = detail if isinstance(detail, dict) else {}
+        if parse_summary_reference(checked) is None:
+            parse_summary_detail(checked)
     except PermanentError as exc:
         # Without importId/accountId there is no idempotency key; reject before that layer.
         logger.error(  # noqa: TRY400 - an expected outcome, not a crash: no traceback

@@ -79,12 +79,17 @@ class _Env:
 class IngestSettings:
     """Settings of ``process-user-transaction``."""
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE")
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "TRANSACTIONS_TABLE",
+        "OBJECTS_TABLE",
+        "IDEMPOTENCY_TABLE",
+    )
     OPTIONAL: ClassVar[tuple[str, ...]] = ("EVENT_BUS_NAME", "NUM_WORKERS", "MAX_ATTEMPTS")
 
     transactions_table: str
     event_bus_name: str
     idempotency_table: str
+    objects_table: str
     num_workers: int = DEFAULT_NUM_WORKERS
     max_attempts: int = 8
 
@@ -94,6 +99,7 @@ class IngestSettings:
         env = _Env(os.environ if environ is None else environ)
         settings = cls(
             transactions_table=env.text("TRANSACTIONS_TABLE"),
+            objects_table=env.text("OBJECTS_TABLE"),
             event_bus_name=env.text("EVENT_BUS_NAME", "default"),
             idempotency_table=env.text("IDEMPOTENCY_TABLE"),
             num_workers=env.integer("NUM_WORKERS", DEFAULT_NUM_WORKERS, 1, 64),
