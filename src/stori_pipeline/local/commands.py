@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from stori_pipeline.errors import StoriPipelineError
 from stori_pipeline.summary import AccountSummary
+from stori_pipeline.terminal import json_text, literal, visible
 
 __all__ = ["register"]
 
@@ -60,19 +61,23 @@ class _ConsoleReporter:
         self._started = time.monotonic()
 
     def stage(self, text: str) -> None:
-        self.console.print(f"[dim]·[/dim] {text}")
+        self.console.print(f"[dim]·[/dim] {literal(text)}")
 
     def invocation(self, invocation: Any) -> None:
         detail = invocation.event.get("detail", {})
-        what = detail.get("object", {}).get("key") or detail.get("summary", {}).get("accountId")
+        what = (
+            detail.get("object", {}).get("key")
+            or detail.get("summary", {}).get("accountId")
+            or detail.get("accountId")  # a schemaVersion 2 (claim-check) event
+        )
         outcome = (
             "[green]ok[/green]"
             if invocation.ok
-            else f"[red]failed[/red] ({invocation.error.strip().splitlines()[-1]})"
+            else f"[red]failed[/red] ({literal(invocation.error.strip().splitlines()[-1])})"
         )
         self.console.print(
-            f"[dim]·[/dim] {invocation.function} #{invocation.attempt} {what}: {outcome} "
-            f"in {invocation.seconds:.2f} s"
+            f"[dim]·[/dim] {literal(invocation.function)} #{invocation.attempt} {literal(what)}: "
+            f"{outcome} in {invocation.seconds:.2f} s"
         )
 
     def rows_written(self, written: int, total: int) -> None:
@@ -103,9 +108,9 @@ def _print_account(console: Any, account: Any) -> None:
         f"events routed {account.events_routed}"
     )
     for sent in account.emails:
-        console.print(f"  email to {', '.join(sent.to)}: {sent.eml}")
+        console.print(f"  email to {literal(', '.join(sent.to))}: {literal(sent.eml)}")
         if sent.html is not None:
-            console.print(f"                open: {sent.html}")
+            console.print(f"                open: {literal(sent.html)}")
     if not account.emails:
         console.print("  [yellow]no email sent[/yellow]")
 
@@ -129,25 +134,24 @@ def _demo(args: argparse.Namespace) -> int:
         )
     except StoriPipelineError as exc:
         reporter.stop()
-        print(f"stori-pipeline: {exc}", file=sys.stderr)
+        print(f"stori-pipeline: {visible(exc)}", file=sys.stderr)
         return 1
     reporter.stop()
     if args.json:
-        json.dump(report.to_json(), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_text(json.dumps(report.to_json(), ensure_ascii=False)) + "\n")
     else:
         console = reporter.console
         for account in report.accounts:
             _print_account(console, account)
         for path in report.reports:
-            console.print(f"rejected rows report: {path}")
+            console.print(f"rejected rows report: {literal(path)}")
         for function, events in report.dead_letters.items():
             if events:
                 console.print(
-                    f"[red]{len(events)} event(s) dead-lettered by {function}[/red] "
-                    f"(see {report.log_dir})"
+                    f"[red]{len(events)} event(s) dead-lettered by {literal(function)}[/red] "
+                    f"(see {literal(report.log_dir)})"
                 )
-        console.print(f"function logs: {report.log_dir}")
+        console.print(f"function logs: {literal(report.log_dir)}")
     return 0 if report.ok else 1
 
 
@@ -165,7 +169,7 @@ def _local_up(args: argparse.Namespace) -> int:
             )
         )
     except StoriPipelineError as exc:
-        print(f"stori-pipeline: {exc}", file=sys.stderr)
+        print(f"stori-pipeline: {visible(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("local stack stopped", file=sys.stderr)

@@ -21,6 +21,7 @@ from stori_pipeline.local.demo import (
 from stori_pipeline.local.dispatcher import Dispatcher, Invocation
 from stori_pipeline.local.stack import LocalStack, moto_server
 from stori_pipeline.local.template import StackPlan
+from stori_pipeline.terminal import visible
 
 __all__ = ["env_file_text", "run_up", "sam_env_vars"]
 
@@ -108,14 +109,17 @@ async def run_up(
 
             def announce(invocation: Invocation) -> None:
                 detail = invocation.event.get("detail", {})
-                what = detail.get("object", {}).get("key") or detail.get("summary", {}).get(
-                    "accountId"
+                what = (
+                    detail.get("object", {}).get("key")
+                    or detail.get("summary", {}).get("accountId")
+                    or detail.get("accountId")
                 )
                 outcome = "ok" if invocation.ok else "failed"
-                print(f"{invocation.function} {what}: {outcome}", file=out, flush=True)
+                # The key and account come from uploads: shown literally.
+                print(f"{invocation.function} {visible(what)}: {outcome}", file=out, flush=True)
                 for sent in session.write_new_emails()[-1:]:
                     if invocation.ok and invocation.function == roles.email:
-                        print(f"  email: {sent.eml}", file=out, flush=True)
+                        print(f"  email: {visible(sent.eml)}", file=out, flush=True)
 
             dispatcher = Dispatcher(stack, session.runtimes(), on_invocation=announce)
             await dispatcher.run()
