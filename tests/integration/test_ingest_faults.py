@@ -189,6 +189,9 @@ async def test_throttling_that_never_ends_fails_the_invocation(stack: IngestStac
     assert caught.value.attempts == 3
     assert caught.value.code == THROTTLED
     assert stack.summary_events() == []
+    # The failed ingest gave its object's lease back: a retry need not wait for it to expire.
+    (marker,) = stack.client("dynamodb").scan(TableName=stack.objects_table)["Items"]
+    assert "LeaseETag" not in marker
 
 
 async def test_failed_event_entries_are_resent_alone_in_calls_of_at_most_ten(

@@ -189,7 +189,7 @@ class VersionLedger:
         self._lease_seconds = lease_seconds
         self._wait_seconds = wait_seconds
         self._clock = clock
-        self._held = False
+        self._committed = False
 
     # --- acquire ---------------------------------------------------------------------------
 
@@ -205,7 +205,6 @@ class VersionLedger:
         waited = False
         while True:
             if await self._try_acquire():
-                self._held = True
                 return waited
             marker = await self._marker()
             self._refuse_if_superseded(marker)
@@ -395,23 +394,28 @@ class VersionLedger:
                     "was taken by another version before commit"
                 ) from exc
             raise
-        self._held = False
+        self._committed = True
 
     # --- release ---------------------------------------------------------------------------
 
     async def release(self) -> None:
-        """Give the lease back after a failed ingest (best effort: it also expires)."""
-        if not self._held:
+        """Give the lease back after a failed ingest (best effort: it also expires).
+
+        Works from another process than :meth:`acquire` (a distributed ingest's failure
+        handler): only a lease held for this ETag is removed, and none after this ledger
+        committed.
+        """
+        if self._committed:
             return
-        self._held = False
         try:
             await self._update(
                 "REMOVE LeaseETag, LeaseSequencer, LeaseExpires",
                 "LeaseETag = :e",
                 {":e": {"S": self.version.etag}},
             )
-        except StoriPipelineError as exc:
-            logger.warning("could not release the lease of %s: %s", self.version.key, exc)
+        except AwsOperationError as exc:
+            if exc.code != _CONDITION_FAILED:  # not held (any more): nothing to give back
+                logger.warning("could not release the lease of %s: %s", self.version.key, exc)
 
     # --- DynamoDB calls --------------------------------------------------------------------
 
