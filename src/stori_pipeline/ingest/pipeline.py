@@ -323,6 +323,8 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
         except BaseException:
             await first.aclose()
             raise
+        # From here a failure gives the lease back, so a retry need not wait for it to expire.
+        stack.push_async_exit(_release_on_failure(ledger))
         if waited:
             # The body sat unread while another version finished; read it afresh.
             await first.aclose()
@@ -331,7 +333,6 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
                 open_object(s3, bucket, (opened.key,), etag, version_id=version_id)
             )
         stack.push_async_callback(first.aclose)
-        stack.push_async_exit(_release_on_failure(ledger))
         report = stack.enter_context(RejectionReport(s3, bucket, report_key(opened.key)))
         return await ingest_stream(
             opened.chunks,
