@@ -170,7 +170,7 @@ def handler_env(mail: tuple[EmailSettings, str], monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.usefixtures("handler_env")
 def test_the_handler_logs_an_unverified_sender_once_and_returns(
-    unique: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    unique: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Moto's own MessageRejected (an unverified sender): a clear log line, no raise, no retry."""
     monkeypatch.setenv("SENDER_EMAIL", f"unverified-{unique}@stori.example")
@@ -180,9 +180,8 @@ def test_the_handler_logs_an_unverified_sender_once_and_returns(
     result = handler(summary_event(f"acc-{unique}", "b" * 32), context)  # type: ignore[arg-type]
 
     assert (result["status"], result["reason"]) == ("failed", "ses_rejected")
-    logged = capsys.readouterr().out
-    assert "not retried" in logged
-    assert "MessageRejected" in logged
+    (line,) = [r for r in caplog.records if "not retried" in r.getMessage()]
+    assert "MessageRejected" in str(getattr(line, "error", ""))
 
 
 @pytest.mark.usefixtures("handler_env")

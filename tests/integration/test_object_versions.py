@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from handlers.process_user_transaction import handler
+from stori_pipeline.ingest import ingest_object
 from stori_pipeline.ingest.keys import MAX_SORT_KEY_BYTES, normalize_sequencer
 from stori_pipeline.ingest.versions import (
     ObjectBusyError,
@@ -136,20 +137,40 @@ def test_another_key_sharing_the_prefix_keeps_its_rows(stack: IngestStack) -> No
     assert {i["SourceETag"] for i in kept} == {neighbour["etag"]}
 
 
-def test_rows_written_before_the_ledger_existed_are_replaced(stack: IngestStack) -> None:
-    """A key ingested by an older release (items, no objects-table entry) is cleaned too."""
-    key = "incoming/A1/legacy.csv"
-    invoke(stack.upload(key, FOUR))
-    objects = stack.client("dynamodb")
-    for item in objects.scan(TableName=stack.objects_table)["Items"]:
-        objects.delete_item(
-            TableName=stack.objects_table,
-            Key={"ObjectId": item["ObjectId"], "Entry": item["Entry"]},
-        )
+async def test_only_a_replacement_reads_rows_back(
+    stack: IngestStack, aio_session: Any, aws_endpoint: str
+) -> None:
+    """A key's first version costs no Query; its second reads the recorded account once."""
+    key = "incoming/A1/counted.csv"
+    queries: list[str] = []
 
-    second = invoke(stack.upload(key, ONE))
+    def count(params: dict[str, Any], **_: Any) -> None:
+        queries.append(params["TableName"])
 
-    assert rows(stack) == {("A1", "9"): (second["etag"], Decimal(5))}
+    async def ingest(body: bytes) -> Any:
+        etag = stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"]
+        async with (
+            aio_session.client("s3", endpoint_url=aws_endpoint) as s3,
+            aio_session.client("dynamodb", endpoint_url=aws_endpoint) as dynamodb,
+            aio_session.client("events", endpoint_url=aws_endpoint) as events,
+        ):
+            dynamodb.meta.events.register("provide-client-params.dynamodb.Query", count)
+            return await ingest_object(
+                stack.bucket,
+                key,
+                etag.strip('"'),
+                settings=stack.settings(),
+                s3=s3,
+                dynamodb=dynamodb,
+                events=events,
+            )
+
+    first = await ingest(FOUR)
+    assert (first.items_deleted, queries) == (0, [stack.objects_table])
+
+    second = await ingest(ONE)
+    assert second.items_deleted == 4
+    assert queries[1:] == [stack.objects_table, stack.table]
 
 
 def test_a_rejected_new_version_removes_the_old_rows(stack: IngestStack) -> None:

@@ -273,14 +273,16 @@ class VersionLedger:
         """
         mine = sorted(set(accounts))
         etag = self.version.etag
-        await self._put_entries(mine)
+        # Read before recording this version's accounts, which overwrites an older version's
+        # entry for a shared account: every account any earlier attempt wrote to is here.
         entries = await self._entries()
+        await self._put_entries(mine)
         marker = await self._marker()
         others = [account for account, entry_etag in entries.items() if entry_etag != etag]
-        if others or marker.etag != etag:
-            # Some other version wrote here (or this key predates the ledger): look in every
-            # account any version recorded, and in this version's own.
-            deleted = await self._clean(sorted(set(entries) | set(mine)))
+        if others or marker.etag not in (None, etag):
+            # Old rows can only be where some version recorded writing; accounts only this
+            # version has are not read back (a first version costs no Query at all).
+            deleted = await self._clean(sorted(entries))
         else:
             deleted = 0
         stale = [a for a in others if a not in set(mine)]
