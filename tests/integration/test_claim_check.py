@@ -1,7 +1,7 @@
 """Every account gets its event and its email, however large its summary (SPEC §5 claim check).
 
 One account with a transaction in every month of 1900-2100 has 2,412 months: its summary is
-~500 KB, twice EventBridge's entry limit. It is stored under ``summaries/`` and the event
+~360 KB, beyond EventBridge's 256 KB entry limit. It is stored under ``summaries/`` and the event
 (``schemaVersion`` 2) references it; the email function reads it and sends the email.
 """
 
