@@ -68,6 +68,8 @@ from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
 DATA = Path(__file__).resolve().parent / "data"
 BUCKET = "bench"
 BUS = "bench"
+# The version ledger's table (ingest/versions.py); one for every run: same object, same ETag.
+OBJECTS = "bench-objects"
 SWEEP = (1, 2, 4, 8, 16, 32)
 Client = Any
 
@@ -113,16 +115,18 @@ def generate(rows: int) -> Path:
     return path
 
 
-async def create_table(dynamodb: Client, name: str) -> None:
+async def create_table(
+    dynamodb: Client, name: str, keys: tuple[str, str] = ("AccountId", "TransactionKey")
+) -> None:
     await dynamodb.create_table(
         TableName=name,
         KeySchema=[
-            {"AttributeName": "AccountId", "KeyType": "HASH"},
-            {"AttributeName": "TransactionKey", "KeyType": "RANGE"},
+            {"AttributeName": keys[0], "KeyType": "HASH"},
+            {"AttributeName": keys[1], "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": "AccountId", "AttributeType": "S"},
-            {"AttributeName": "TransactionKey", "AttributeType": "S"},
+            {"AttributeName": keys[0], "AttributeType": "S"},
+            {"AttributeName": keys[1], "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
     )
@@ -222,6 +226,7 @@ async def throughput(
         ]
         requests = [items[i : i + 25] for i in range(0, len(items), 25)]
         results: dict[str, Any] = {"rows": rows, "accepted": len(transactions), "sweep": {}}
+        await create_table(dynamodb, OBJECTS, ("ObjectId", "Entry"))
         sweep = (DEFAULT_NUM_WORKERS,) if only_default else SWEEP
         for workers in sweep:
             raw = pipe = 0.0
@@ -238,6 +243,7 @@ async def throughput(
                 table = f"pipe-{workers}-{attempt}"
                 settings = IngestSettings(
                     transactions_table=table,
+                    objects_table=OBJECTS,
                     event_bus_name=BUS,
                     idempotency_table="unused",
                     num_workers=workers,
@@ -332,6 +338,7 @@ async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> tu
     ):
         settings = IngestSettings(
             transactions_table="fast",
+            objects_table="fast",
             event_bus_name=BUS,
             idempotency_table="unused",
             num_workers=FAST_WORKERS,
@@ -457,6 +464,7 @@ async def rss_child(moto: str, dynamo: str, key: str, etag: str, workers: int) -
     config = AioConfig(max_pool_connections=workers + 2)
     settings = IngestSettings(
         transactions_table="null",
+        objects_table="null",
         event_bus_name=BUS,
         idempotency_table="unused",
         num_workers=workers,

@@ -119,6 +119,7 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
                 target.etag,
                 settings=settings,
                 version_id=target.version_id,
+                sequencer=target.sequencer,
             )
         )
     except PermanentError as exc:
@@ -142,8 +143,12 @@ def _ingest(target: ObjectCreated, settings: IngestSettings) -> dict[str, Any]:
         logger.warning("file rejected", extra={"fileError": result.file_error, **summary})
     else:
         logger.info("object ingested", extra=summary)
-    if result.events_skipped:
-        logger.error("summary events too large", extra={"accounts": result.events_skipped})
+    if result.events_referenced:
+        # Not an error: these summaries were too large for an event and went by claim check.
+        logger.info(
+            "summaries sent by reference (schemaVersion 2)",
+            extra={"accounts": result.events_referenced},
+        )
     _metrics(summary)
     return {"status": "processed", "path": "single", "ranges": None, **summary}
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-import aioboto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
@@ -47,8 +46,10 @@ logger = Logger(service="send-user-email")
 # like the ingest's: an explicit namespace here would override the template's.
 metrics = Metrics(service="send-user-email")
 
-# One email per (import, account): importId is stable for one object version (SPEC §5).
-IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId]"
+# One email per (import, account): importId is stable for one object version (SPEC §5). A
+# schemaVersion 2 (claim-check) detail names its account at the top; for version 1 the key
+# is the same [importId, accountId] as before, so records written earlier still match.
+IDEMPOTENCY_KEY = "[detail.importId, detail.summary.accountId || detail.accountId]"
 
 
 @functools.cache
@@ -57,13 +58,15 @@ def _persistence(table: str) -> DynamoDBPersistenceLayer:
 
 
 @functools.cache
-def _session() -> aioboto3.Session:
+def _session() -> Any:  # noqa: ANN401 - an aioboto3.Session, imported on first use
     """One aioboto3 session per warm process, built on first use.
 
     A new session re-reads botocore's endpoint and service models (megabytes of JSON) for
     its clients: per invocation that was most of the function's CPU time. Clients are still
     opened per invocation, inside its event loop.
     """
+    import aioboto3  # noqa: PLC0415 - deferred (cold start)
+
     return aioboto3.Session()
 
 
@@ -84,6 +87,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
     import asyncio  # noqa: PLC0415
 
     from stori_pipeline.email import send_summary_email  # noqa: PLC0415
+    from stori_pipeline.email.claim_check import detail_account_id  # noqa: PLC0415
 
     detail = event["detail"]
     try:
@@ -103,7 +107,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
                 "reason": reason,
                 "error": str(exc),
                 "importId": detail.get("importId"),
-                "accountId": detail.get("summary", {}).get("accountId"),
+                "accountId": detail_account_id(detail),
             },
         )
         metrics.add_metric(name="EmailPermanentFailure", unit=MetricUnit.Count, value=1)
@@ -111,7 +115,7 @@ def _send(event: dict[str, Any], settings: EmailSettings) -> dict[str, Any]:
             "status": "failed",
             "reason": reason,
             "importId": detail.get("importId"),
-            "accountId": detail.get("summary", {}).get("accountId"),
+            "accountId": detail_account_id(detail),
         }
     metrics.add_metric(name="EmailSent", unit=MetricUnit.Count, value=1)
     return {"status": "sent", **sent.to_json()}
@@ -125,11 +129,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _route_library_logs()
     metrics.add_metric(name="SummaryEventReceived", unit=MetricUnit.Count, value=1)
     from stori_pipeline.email import parse_summary_detail  # noqa: PLC0415 - see _send
+    from stori_pipeline.email.claim_check import parse_summary_reference  # noqa: PLC0415
 
     settings = EmailSettings.from_env()
     detail = event.get("detail")
     try:
-        parse_summary_detail(detail if isinstance(detail, dict) else {})
+        checked = detail if isinstance(detail, dict) else {}
+        if parse_summary_reference(checked) is None:
+            parse_summary_detail(checked)
     except PermanentError as exc:
         # Without importId/accountId there is no idempotency key; reject before that layer.
         logger.error(  # noqa: TRY400 - an expected outcome, not a crash: no traceback

@@ -27,6 +27,7 @@ from stori_pipeline.records import Rejection
 from stori_pipeline.stream import CHUNK_SIZE, ImportResult, file_chunks, summarize_stream
 from stori_pipeline.summary import AccountSummary
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
+from stori_pipeline.terminal import json_text, literal, visible
 
 __all__ = ["main"]
 
@@ -38,7 +39,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _fail(message: str, status: int = EXIT_REJECTED) -> int:
-    print(f"stori-pipeline: {message}", file=sys.stderr)
+    # Messages quote file contents and paths: shown literally (terminal.visible).
+    print(f"stori-pipeline: {visible(message)}", file=sys.stderr)
     return status
 
 
@@ -64,11 +66,14 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.json:
         # json.dumps, not json.dump: only the one-shot form uses the C encoder (json.dump
         # streams through the pure-Python one, 20 s for a file of 50,000 accounts).
-        sys.stdout.write(json.dumps(result.to_json(rejected), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(json.dumps(result.to_json(rejected), ensure_ascii=False)) + "\n")
     else:
         _print_table(result, rejected, sys.stdout)
     if result.file_error is not None:
-        return _fail(f"{path}: file rejected: {result.file_error} ({result.file_error_detail})")
+        where = f" at line {result.file_error_line}" if result.file_error_line else ""
+        return _fail(
+            f"{path}: file rejected: {result.file_error}{where} ({result.file_error_detail})"
+        )
     return EXIT_OK
 
 
@@ -81,11 +86,14 @@ def _money(cents: int | None) -> str:
 
 
 def summary_table(account: AccountSummary) -> Table:
-    """A rich table of one account: a row per month and the overall figures."""
+    """A rich table of one account: a row per month and the overall figures.
+
+    The account id comes from a file or an event: it is shown literally (``terminal.literal``).
+    """
     from rich.table import Table  # noqa: PLC0415 - only the human output needs rich
 
     table = Table(
-        title=f"{account.account_id} — balance {_money(account.balance_cents)}",
+        title=f"{literal(account.account_id)} — balance {_money(account.balance_cents)}",
         title_justify="left",
     )
     table.add_column("month")
@@ -125,7 +133,7 @@ def _print_table(result: ImportResult, rejected: list[Rejection], out: TextIO) -
             table.add_column(name)
         shown = rejected[:50]
         for r in shown:
-            table.add_row(str(r.line), r.id, str(r.code))
+            table.add_row(str(r.line), literal(r.id), str(r.code))
         console.print(table)
         if len(rejected) > len(shown):
             console.print(f"… and {len(rejected) - len(shown):,} more (use --json for all)")

@@ -45,11 +45,16 @@ class PermanentError(StoriPipelineError):
 
 
 class FileRejectedError(PermanentError):
-    """The whole file is rejected with one of SPEC §2's file-level codes."""
+    """The whole file is rejected with one of SPEC §2's file-level codes.
 
-    def __init__(self, code: str, detail: str) -> None:
+    ``detail`` says what was wrong; ``line`` is where (the physical line the offending
+    record ends on, as row rejections count; 0 when there is no such record).
+    """
+
+    def __init__(self, code: str, detail: str, *, line: int = 0) -> None:
         self.code = code
         self.detail = detail
+        self.line = line
         super().__init__(f"{code}: {detail}")
 
 

@@ -182,9 +182,11 @@ def resolve_header(header: Sequence[str]) -> ColumnMap:
         if field is None:
             continue
         if field in found:
+            first = found[field]
             raise FileRejectedError(
                 FileErrorCode.BAD_HEADER,
-                f"columns {found[field] + 1} and {position + 1} both mean {field!r}",
+                f"columns {first + 1} ({header[first].strip()!r}) and {position + 1} "
+                f"({name.strip()!r}) both mean {field!r}",
             )
         found[field] = position
     missing = [field for field in _REQUIRED if field not in found]

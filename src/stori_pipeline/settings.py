@@ -89,7 +89,11 @@ class _Env:
 class IngestSettings:
     """Settings of ``process-user-transaction``."""
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE")
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "TRANSACTIONS_TABLE",
+        "OBJECTS_TABLE",
+        "IDEMPOTENCY_TABLE",
+    )
     OPTIONAL: ClassVar[tuple[str, ...]] = (
         "EVENT_BUS_NAME",
         "NUM_WORKERS",
@@ -101,6 +105,7 @@ class IngestSettings:
     transactions_table: str
     event_bus_name: str
     idempotency_table: str
+    objects_table: str
     num_workers: int = DEFAULT_NUM_WORKERS
     max_attempts: int = 8
     # Objects of at least ``large_object_bytes`` start the distributed workflow instead
@@ -114,6 +119,7 @@ class IngestSettings:
         env = _Env(os.environ if environ is None else environ)
         settings = cls(
             transactions_table=env.text("TRANSACTIONS_TABLE"),
+            objects_table=env.text("OBJECTS_TABLE"),
             event_bus_name=env.text("EVENT_BUS_NAME", "default"),
             idempotency_table=env.text("IDEMPOTENCY_TABLE"),
             num_workers=env.integer("NUM_WORKERS", DEFAULT_NUM_WORKERS, 1, 64),
@@ -135,7 +141,7 @@ class IngestSettings:
 class ScaleOutSettings:
     """Settings of ``process-large-transaction`` (every step of the distributed workflow)."""
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE",)
+    REQUIRED: ClassVar[tuple[str, ...]] = ("TRANSACTIONS_TABLE", "OBJECTS_TABLE")
     OPTIONAL: ClassVar[tuple[str, ...]] = (
         "EVENT_BUS_NAME",
         "NUM_WORKERS",
@@ -145,6 +151,7 @@ class ScaleOutSettings:
     )
 
     transactions_table: str
+    objects_table: str
     event_bus_name: str = "default"
     num_workers: int = DEFAULT_NUM_WORKERS
     max_attempts: int = 8
@@ -157,6 +164,7 @@ class ScaleOutSettings:
         env = _Env(os.environ if environ is None else environ)
         settings = cls(
             transactions_table=env.text("TRANSACTIONS_TABLE"),
+            objects_table=env.text("OBJECTS_TABLE"),
             event_bus_name=env.text("EVENT_BUS_NAME", "default"),
             num_workers=env.integer("NUM_WORKERS", DEFAULT_NUM_WORKERS, 1, 64),
             max_attempts=env.integer("MAX_ATTEMPTS", 8, 1, 20),

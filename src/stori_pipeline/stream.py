@@ -68,6 +68,7 @@ class ImportResult:
     accounts: tuple[AccountSummary, ...]
     file_error: FileErrorCode | None = None
     file_error_detail: str | None = None
+    file_error_line: int | None = None
 
     def __repr__(self) -> str:
         """Counts, not every summary.
@@ -263,7 +264,7 @@ class TransactionStream:
                 blank_lines += 1
         except csv.Error as exc:
             detail = f"line {blank_lines + 1}: {exc}"
-            self._fail(FileRejectedError(FileErrorCode.MALFORMED_CSV, detail))
+            self._fail(FileRejectedError(FileErrorCode.MALFORMED_CSV, detail, line=blank_lines + 1))
             return
         if not header:
             self._fail(FileRejectedError(FileErrorCode.EMPTY_FILE, "the file has no header"))
@@ -273,7 +274,9 @@ class TransactionStream:
                 header, default_account=self._account, on_reject=self._on_reject
             )
         except FileRejectedError as exc:
-            self._fail(exc)
+            # The header is what is wrong (bad_header, no_account): say on which line it is.
+            header_line = blank_lines + _record_lines(header)
+            self._fail(FileRejectedError(exc.code, exc.detail, line=header_line))
             return
         validator.check_encoding = self._undecodable
         validator.duplicate_lines = self._duplicate_lines
@@ -321,7 +324,7 @@ class TransactionStream:
             # unterminated quote swallowing the rest of the file. The rows before it were
             # read; nothing after it can be trusted, so the file is rejected from here.
             self._malformed = FileRejectedError(
-                FileErrorCode.MALFORMED_CSV, f"line {line + 1}: {error}"
+                FileErrorCode.MALFORMED_CSV, f"line {line + 1}: {error}", line=line + 1
             )
         while accepted:
             yield accepted[:size]
@@ -345,6 +348,7 @@ class TransactionStream:
                 (),
                 FileErrorCode(error.code) if error else None,
                 error.detail if error else None,
+                error.line if error else None,
             )
         v = self._validator
         if self._malformed is not None:
@@ -356,6 +360,7 @@ class TransactionStream:
                 (),
                 FileErrorCode.MALFORMED_CSV,
                 self._malformed.detail,
+                self._malformed.line,
             )
         return ImportResult(v.rows_read, v.rows_accepted, v.rows_rejected, v.ledger.summaries())
 

@@ -145,14 +145,33 @@ def test_the_check_catches_a_wildcard() -> None:
 
 
 def test_report_writes_are_limited_to_the_reports_prefix(transformed: dict[str, Any]) -> None:
-    """The ingest may put objects only under reports/, so it can never write an upload."""
+    """The ingest may put objects only under reports/ and summaries/, never an upload."""
     puts = [
         statement
         for where, statement in policy_statements(transformed)
         if where.startswith("ProcessUserTransactionFunctionRole")
         and "s3:PutObject" in _as_list(statement["Action"])
     ]
-    assert [p["Resource"] for p in puts] == [{"Fn::Sub": "${TransactionsBucket.Arn}/reports/*"}]
+    assert [p["Resource"] for p in puts] == [
+        {"Fn::Sub": "${TransactionsBucket.Arn}/reports/*"},
+        {"Fn::Sub": "${TransactionsBucket.Arn}/summaries/*"},
+    ]
+
+
+def test_the_email_function_reads_only_summaries_of_the_transactions_bucket(
+    transformed: dict[str, Any],
+) -> None:
+    """Claim-checked summaries are readable by the email function; uploads and reports not."""
+    gets = [
+        statement["Resource"]
+        for where, statement in policy_statements(transformed)
+        if where.startswith("SendUserEmailFunctionRole")
+        and "s3:GetObject" in _as_list(statement["Action"])
+    ]
+    assert {"Fn::Sub": "${TransactionsBucket.Arn}/summaries/*"} in gets
+    assert not any(
+        "TransactionsBucket" in json.dumps(g) and "summaries" not in json.dumps(g) for g in gets
+    )
 
 
 # The IAM action each AWS operation the functions' code may await needs. The code is read
@@ -166,6 +185,7 @@ IAM_ACTION_OF = {
     "batch_write_item": "dynamodb:BatchWriteItem",
     "put_item": "dynamodb:PutItem",
     "get_item": "dynamodb:GetItem",
+    "update_item": "dynamodb:UpdateItem",
     "query": "dynamodb:Query",
     "put_events": "events:PutEvents",
     "send_email": "ses:SendEmail",

@@ -88,7 +88,7 @@ def test_num_workers_parameter_bounds_are_accepted_by_the_settings(
 ) -> None:
     """Every NumWorkers the template allows is valid for IngestSettings, and is passed through."""
     parameter = template["Parameters"]["NumWorkers"]
-    base = {"TRANSACTIONS_TABLE": "t", "IDEMPOTENCY_TABLE": "i"}
+    base = {"TRANSACTIONS_TABLE": "t", "OBJECTS_TABLE": "o", "IDEMPOTENCY_TABLE": "i"}
     for value in (parameter["MinValue"], parameter["Default"], parameter["MaxValue"]):
         settings = IngestSettings.from_env({**base, "NUM_WORKERS": str(value)})
         assert settings.num_workers == value
@@ -129,7 +129,9 @@ def test_idempotency_table_matches_powertools_defaults(template: dict[str, Any])
     assert ttl == {"AttributeName": layer.expiry_attr, "Enabled": True}
 
 
-@pytest.mark.parametrize("table", ["TransactionsTable", "UsersTable", "IdempotencyTable"])
+@pytest.mark.parametrize(
+    "table", ["TransactionsTable", "ObjectsTable", "UsersTable", "IdempotencyTable"]
+)
 def test_tables_are_on_demand_recoverable_and_encrypted(
     template: dict[str, Any], table: str
 ) -> None:

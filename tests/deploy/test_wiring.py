@@ -128,7 +128,9 @@ def test_sample_events_match_their_rules(template: dict[str, Any], sample: str, 
     assert not EventPattern(raw, EventPatternParser(raw).parse()).matches_event(other)
 
 
-@pytest.mark.parametrize("table", ["TransactionsTable", "UsersTable", "IdempotencyTable"])
+@pytest.mark.parametrize(
+    "table", ["TransactionsTable", "ObjectsTable", "UsersTable", "IdempotencyTable"]
+)
 def test_tables_create_from_the_template_properties(
     template: dict[str, Any], aws_endpoint: str, unique: str, table: str
 ) -> None:

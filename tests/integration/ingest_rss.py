@@ -1,7 +1,7 @@
 """Run one ``ingest_object`` in a fresh process and print its peak RSS as JSON.
 
-``python -m tests.integration.ingest_rss ENDPOINT BUCKET KEY ETAG TABLE BUS WORKERS``. A child
-process gives a clean peak RSS (``VmHWM``) that no earlier test inflated.
+``python -m tests.integration.ingest_rss ENDPOINT BUCKET KEY ETAG TABLE OBJECTS BUS WORKERS``.
+A child process gives a clean peak RSS (``VmHWM``) that no earlier test inflated.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from stori_pipeline.settings import IngestSettings
 
 
 async def _run(argv: list[str]) -> dict[str, object]:
-    endpoint, bucket, key, etag, table, bus, workers = argv
+    endpoint, bucket, key, etag, table, objects, bus, workers = argv
     settings = IngestSettings(
         transactions_table=table,
+        objects_table=objects,
         event_bus_name=bus,
         idempotency_table="unused",
         num_workers=int(workers),

@@ -15,6 +15,8 @@ from typing import Any
 
 import boto3
 
+from stori_pipeline.settings import IngestSettings
+
 REGION = "us-east-1"
 
 
@@ -56,6 +58,7 @@ class IngestStack:
     suffix: str
     bucket: str = ""
     table: str = ""
+    objects_table: str = ""
     idempotency_table: str = ""
     bus: str = ""
     clients: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +78,7 @@ class IngestStack:
         s3, ddb, events = (self.client(n) for n in ("s3", "dynamodb", "events"))
         self.bucket = f"tx-{self.suffix}"
         self.table = f"transactions-{self.suffix}"
+        self.objects_table = f"objects-{self.suffix}"
         self.idempotency_table = f"idempotency-{self.suffix}"
         self.bus = f"stori-{self.suffix}"
         s3.create_bucket(Bucket=self.bucket)
@@ -95,11 +99,18 @@ class IngestStack:
             BillingMode="PAY_PER_REQUEST",
         )
         ddb.create_table(
-            TableName=self.idempotency_table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            TableName=self.objects_table,
+            KeySchema=[
+                {"AttributeName": "ObjectId", "KeyType": "HASH"},
+                {"AttributeName": "Entry", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "ObjectId", "AttributeType": "S"},
+                {"AttributeName": "Entry", "AttributeType": "S"},
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
+        self.create_idempotency_table()
         events.create_event_bus(Name=self.bus)
         self.s3_events_url = self._route(
             "default",
@@ -115,6 +126,15 @@ class IngestStack:
         )
         return self
 
+    def create_idempotency_table(self) -> None:
+        """The (empty) idempotency table; tests drop it to let a delivery through again."""
+        self.client("dynamodb").create_table(
+            TableName=self.idempotency_table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
     def _route(self, bus: str, name: str, pattern: dict[str, Any]) -> str:
         sqs, events = self.client("sqs"), self.client("events")
         url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -129,11 +149,22 @@ class IngestStack:
         """The handler's environment variables for these resources."""
         return {
             "TRANSACTIONS_TABLE": self.table,
+            "OBJECTS_TABLE": self.objects_table,
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "EVENT_BUS_NAME": self.bus,
             "NUM_WORKERS": str(num_workers),
             "POWERTOOLS_METRICS_NAMESPACE": "StoriPipelineTest",
         }
+
+    def settings(self, num_workers: int = 4) -> IngestSettings:
+        """The ingest settings for these resources."""
+        return IngestSettings(
+            transactions_table=self.table,
+            objects_table=self.objects_table,
+            event_bus_name=self.bus,
+            idempotency_table=self.idempotency_table,
+            num_workers=num_workers,
+        )
 
     def upload(self, key: str, body: bytes) -> dict[str, Any]:
         """Put the object; return the one "Object Created" event moto emitted for it."""

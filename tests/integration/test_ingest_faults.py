@@ -23,7 +23,6 @@ from stori_pipeline.errors import AwsOperationError, RetriesExhaustedError
 from stori_pipeline.ingest import dynamodb as dynamodb_sink
 from stori_pipeline.ingest import ingest_object
 from stori_pipeline.retry import RetryPolicy, set_testing
-from stori_pipeline.settings import IngestSettings
 from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
 from tests.integration.fault_proxy import THROTTLED, DynamoWire, Fault, fault_proxy
 from tests.integration.ingest_stack import IngestStack
@@ -131,12 +130,7 @@ async def run(
 ) -> Any:
     """Ingest ``key`` with DynamoDB behind the fault proxy and hooks on the events client."""
     session = aioboto3.Session(region_name="us-east-1")
-    settings = IngestSettings(
-        transactions_table=stack.table,
-        event_bus_name=stack.bus,
-        idempotency_table=stack.idempotency_table,
-        num_workers=num_workers,
-    )
+    settings = stack.settings(num_workers)
     endpoint = stack.endpoint
     async with (
         fault_proxy(endpoint, dynamo_wire) as proxy,

@@ -93,6 +93,7 @@ def peak_rss_while_ingesting(endpoint: str, suffix: str, rows: int) -> int:
             key,
             etag,
             stack.table,
+            stack.objects_table,
             stack.bus,
             "8",
         ],

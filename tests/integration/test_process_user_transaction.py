@@ -7,6 +7,7 @@ read back) and the rejected-rows report.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -179,15 +180,15 @@ def test_every_rejection_code_is_reported_and_only_good_rows_are_written(
     report_key = f"reports/{key}.rejected.csv"
     assert response["reportKey"] == report_key
     assert stack.object_text(report_key) == (
-        "line,id,code\n"
-        "3,2,field_count\n"
-        "4,3\ufffd,invalid_encoding\n"
-        "5,,invalid_id\n"
-        "6,5,invalid_date\n"
-        "7,6,invalid_amount\n"
-        "8,7,invalid_account\n"
-        "9,1,duplicate_id\n"
-        '11,"8\nx",invalid_id\n'
+        "line,id,code,detail\n"
+        "3,2,field_count,\n"
+        "4,3\ufffd,invalid_encoding,\n"
+        "5,,invalid_id,\n"
+        "6,5,invalid_date,\n"
+        "7,6,invalid_amount,\n"
+        "8,7,invalid_account,\n"
+        "9,1,duplicate_id,\n"
+        '11,"8\nx",invalid_id,\n'
     )
     assert [(i["AccountId"], i["TransactionId"]) for i in stack.items()] == [("A1", "1")]
     events = stack.summary_events(expected=1)
@@ -209,23 +210,49 @@ def test_header_only_file_writes_nothing_and_reports_nothing(stack: IngestStack)
 
 
 @pytest.mark.parametrize(
-    ("key", "body", "code"),
+    ("key", "body", "code", "line", "names"),
     [
-        ("incoming/A1/header.csv", b"Foo,Date,Transaction\n1,7/15,+1\n", "bad_header"),
-        ("uploads/no-account.csv", b"Id,Date,Transaction\n1,7/15,+1\n", "no_account"),
-        ("incoming/A1/blank.csv", b"\n\n", "empty_file"),
+        ("incoming/A1/header.csv", b"Foo,Date,Transaction\n1,7/15,+1\n", "bad_header", 1, ["id"]),
+        (
+            "incoming/A1/twice.csv",
+            b"\nId,Date,TransactionId,Transaction\n1,7/15,1,+1\n",
+            "bad_header",
+            2,
+            ["Id", "TransactionId", "id"],
+        ),
+        ("uploads/no-account.csv", b"Id,Date,Transaction\n1,7/15,+1\n", "no_account", 1, []),
+        ("incoming/A1/blank.csv", b"\n\n", "empty_file", 0, []),
     ],
 )
 def test_file_level_rejection_writes_report_only_and_does_not_raise(
-    stack: IngestStack, key: str, body: bytes, code: str
+    stack: IngestStack, key: str, body: bytes, code: str, line: int, names: list[str]
 ) -> None:
-    """A rejected file: report `0,,<code>`, no items, no events, and a normal return."""
+    """A rejected file: a report saying where and what, no items, no events, a normal return."""
     response = invoke(stack.upload(key, body))
 
     assert response["fileError"] == code
-    assert stack.object_text(f"reports/{key}.rejected.csv") == f"line,id,code\n0,,{code}\n"
+    report = list(csv.reader(io.StringIO(stack.object_text(f"reports/{key}.rejected.csv") or "")))
+    assert report[0] == ["line", "id", "code", "detail"]
+    ((at, row_id, row_code, detail),) = report[1:]
+    assert (int(at), row_id, row_code) == (line, "", code)
+    assert detail
+    for name in names:
+        assert repr(name) in detail
     assert stack.items() == []
     assert stack.summary_events() == []
+
+
+def test_a_csv_that_breaks_is_reported_at_the_line_where_it_broke(stack: IngestStack) -> None:
+    """An unterminated quote on line 4: the report says malformed_csv at line 4, and why."""
+    key = "incoming/A1/cut.csv"
+    body = b'Id,Date,Transaction\n1,7/15,+1\n2,7/16,+2\n3,"' + b"x" * 140_000 + b"\n"
+    response = invoke(stack.upload(key, body))
+
+    assert response["fileError"] == "malformed_csv"
+    report = list(csv.reader(io.StringIO(stack.object_text(f"reports/{key}.rejected.csv") or "")))
+    ((at, _, row_code, detail),) = report[1:]
+    assert (at, row_code) == ("4", "malformed_csv")
+    assert "field larger than field limit" in detail
 
 
 def test_duplicate_object_created_publishes_no_second_set_of_events(stack: IngestStack) -> None:

@@ -13,8 +13,11 @@ from stori_pipeline.ingest.keys import (
     account_from_key,
     import_id,
     key_candidates,
+    normalize_sequencer,
     parse_object_created,
     report_key,
+    transaction_key,
+    transaction_key_prefix,
 )
 
 SAMPLE = Path(__file__).resolve().parent.parent / "events" / "s3_object_created.json"
@@ -112,3 +115,65 @@ def test_import_id_is_32_hex_and_deterministic() -> None:
 def test_report_key_sits_under_reports_outside_incoming() -> None:
     """SPEC §4: reports/<object key>.rejected.csv, which the incoming/ rule never matches."""
     assert report_key("incoming/A1/x.csv") == "reports/incoming/A1/x.csv.rejected.csv"
+
+
+# --- sequencers and transaction keys -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E6"),
+        ("FF", "100"),  # shorter but not smaller as text: AWS pads on the left
+        ("9", "0A"),
+        ("00aa", "00AB"),  # case does not matter
+    ],
+)
+def test_normalized_sequencers_order_as_aws_documents(earlier: str, later: str) -> None:
+    """Left-padded to one width, string order is the hex order of S3's sequencers."""
+    a, b = normalize_sequencer(earlier), normalize_sequencer(later)
+    assert a is not None
+    assert b is not None
+    assert a < b
+    assert int(a, 16) == int(earlier, 16)
+
+
+@pytest.mark.parametrize("bad", [None, "", "  ", "xyz", "0x10", "1" * 65])
+def test_a_missing_or_unreadable_sequencer_is_none(bad: str | None) -> None:
+    """Nothing that cannot be ordered is pretended to be a sequencer."""
+    assert normalize_sequencer(bad) is None
+
+
+def test_the_event_sequencer_is_parsed_normalized() -> None:
+    """``detail.object.sequencer`` reaches ObjectCreated in its comparable form."""
+    parsed = parse_object_created(event({"key": "k", "etag": "e", "sequencer": "0a"}))
+    assert parsed.sequencer == "0A".rjust(64, "0")
+
+
+def test_short_keys_keep_the_spec_transaction_key() -> None:
+    """``<object key>#<Id>``, SPEC §4's form, for every key with room for any Id."""
+    assert transaction_key("incoming/A1/a.csv", "7") == "incoming/A1/a.csv#7"
+    key = "k" * 767
+    assert transaction_key(key, "x") == f"{key}#x"
+
+
+LONGEST_ID = "\U0001f600" * 64
+
+
+@pytest.mark.parametrize("size", [768, 800, 1023, 1024])
+def test_long_keys_get_a_hashed_prefix_within_the_sort_key_limit(size: int) -> None:
+    """Keys too long for ``<key>#<Id>`` stay under 1,024 bytes with the longest Id."""
+    key = ("é" * size)[: size // 2] + "x" * (size % 2)
+    assert len(key.encode()) == size
+    tx_key = transaction_key(key, LONGEST_ID)
+    assert len(tx_key.encode()) <= 1024
+    assert tx_key.startswith(transaction_key_prefix(key))
+    assert tx_key.endswith(LONGEST_ID)
+
+
+def test_hashed_prefixes_are_unique_and_deterministic() -> None:
+    """Two keys alike in their first 700 bytes differ in their prefix; the same key never does."""
+    a, b = "a" * 900 + "1", "a" * 900 + "2"
+    assert transaction_key_prefix(a) != transaction_key_prefix(b)
+    assert transaction_key_prefix(a) == transaction_key_prefix("a" * 900 + "1")
+    assert "#sha256:" in transaction_key_prefix(a)

@@ -80,14 +80,26 @@ class Report:
         self.count += 1
         self.rows.append((rejection.line, rejection.id, str(rejection.code)))
 
-    def add_file_error(self, code: str) -> None:
+    def add_file_error(self, code: str, *, line: int = 0, detail: str = "") -> None:
         """Record a file error (fake)."""
         self.count += 1
-        self.rows.append((0, "", code))
+        self.rows.append((line, detail, code))
 
     async def finish(self) -> str | None:
         """Name the report when non-empty (fake)."""
         return "the-report" if self.count else None
+
+
+class Store:
+    """Records claim-checked summaries."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put(self, key: str, body: bytes) -> dict[str, object]:
+        """Keep the body (fake)."""
+        self.objects[key] = body
+        return {"bucket": "b", "key": key, "bytes": len(body)}
 
 
 async def run(chunks: Chunks, sink: Sink, publisher: Publisher, report: Report, workers: int = 3):  # type: ignore[no-untyped-def]
@@ -99,6 +111,7 @@ async def run(chunks: Chunks, sink: Sink, publisher: Publisher, report: Report, 
         etag="e",
         sink=sink,
         publisher=publisher,
+        summaries=Store(),
         report=report,
         num_workers=workers,
     )
@@ -142,14 +155,16 @@ async def test_a_failing_worker_surfaces_its_own_error_and_publishes_nothing() -
     assert publisher.entries == []
 
 
-async def test_file_level_rejection_writes_no_items_and_reports_line_zero() -> None:
-    """A bad header: nothing written, no event, the report holds `0,,bad_header`."""
+async def test_file_level_rejection_writes_no_items_and_reports_where_and_what() -> None:
+    """A bad header: nothing written, no event, the report names the header line and column."""
     sink, publisher, report = Sink(), Publisher(), Report()
-    result = await run(Chunks(b"Foo,Date,Transaction\n1,7/1,+1\n"), sink, publisher, report)
+    result = await run(Chunks(b"\nFoo,Date,Transaction\n1,7/1,+1\n"), sink, publisher, report)
     assert result.file_error == "bad_header"
     assert sink.batches == []
     assert publisher.entries == []
-    assert report.rows == [(0, "", "bad_header")]
+    ((line, detail, code),) = report.rows
+    assert (line, code) == (2, "bad_header")
+    assert "'id'" in detail
     assert result.report_key == "the-report"
 
 

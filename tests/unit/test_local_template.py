@@ -89,6 +89,7 @@ def test_names_are_explicit_or_derived(template: dict[str, Any]) -> None:
     names = {t.logical_id: t.name for t in plan(template).tables}
     assert names == {
         "TransactionsTable": "s-transactionstable",
+        "ObjectsTable": "s-objectstable",
         "UsersTable": "s-users",
         "IdempotencyTable": "s-idempotencytable",
     }

@@ -5,6 +5,7 @@ coroutine the ``send-user-email`` Lambda runs for one ``Transactions Summarized`
 """
 
 from stori_pipeline.email.errors import (
+    EmailRejectedError,
     InvalidEmailError,
     InvalidSummaryEventError,
     RecipientError,
@@ -37,6 +38,7 @@ from stori_pipeline.email.template_store import TEMPLATE_CACHE, TemplateCache, f
 __all__ = [
     "DEFAULT_BUDGET",
     "TEMPLATE_CACHE",
+    "EmailRejectedError",
     "InlineImage",
     "InvalidEmailError",
     "InvalidSummaryEventError",

@@ -6,7 +6,8 @@
     ├── InvalidSummaryEventError   the event detail is not SPEC §5's shape
     └── RecipientError             no one to send to (never retried)
         ├── UnknownAccountError    no ``Users`` item for the account
-        └── InvalidEmailError      the item has no usable ``Email``
+        ├── InvalidEmailError      the item has no usable ``Email``
+        └── EmailRejectedError     SES refused the message or an address
 
 Each is a :class:`~stori_pipeline.errors.PermanentError`: retrying cannot fix it, so the
 handler logs it and returns a failure result instead of burning Lambda retries.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from stori_pipeline.errors import PermanentError
 
 __all__ = [
+    "EmailRejectedError",
     "InvalidEmailError",
     "InvalidSummaryEventError",
     "RecipientError",
@@ -63,4 +65,22 @@ class InvalidEmailError(RecipientError):
         self.reason = reason
         super().__init__(
             f"account {account_id!r} has no valid email address: {reason}", account_id=account_id
+        )
+
+
+class EmailRejectedError(RecipientError):
+    """SES refused the message (``ses_code``, e.g. ``MessageRejected``: an unverified address).
+
+    Retrying sends the same message to the same address, which SES refuses the same way.
+    """
+
+    code = "ses_rejected"
+
+    def __init__(self, *, recipient: str, ses_code: str, ses_message: str) -> None:
+        self.recipient = recipient
+        self.ses_code = ses_code
+        self.ses_message = ses_message
+        super().__init__(
+            f"SES refused the email to {recipient!r} ({ses_code}): {ses_message}",
+            account_id="",
         )

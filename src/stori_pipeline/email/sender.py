@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
-from botocore.exceptions import ClientError
 
+from stori_pipeline.email.claim_check import parse_summary_reference, resolve_summary_detail
 from stori_pipeline.email.clients import DynamoDBClient, S3Client, SESv2Client
 from stori_pipeline.email.errors import InvalidSummaryEventError
 from stori_pipeline.email.mime import build_mime, parse_sender
 from stori_pipeline.email.recipients import lookup_user
 from stori_pipeline.email.render import TemplateProblemReporter, render_summary_email
+from stori_pipeline.email.ses import send_raw
 from stori_pipeline.email.template_store import TEMPLATE_CACHE, TemplateCache, fetch_template
-from stori_pipeline.errors import AwsOperationError, ConfigurationError
+from stori_pipeline.errors import ConfigurationError
 from stori_pipeline.settings import EmailSettings
 from stori_pipeline.summary import AccountSummary
 
@@ -88,24 +89,6 @@ async def _open(stack: contextlib.AsyncExitStack, session: aioboto3.Session, ser
     return await stack.enter_async_context(session.client(service))
 
 
-async def _send_raw(ses: SESv2Client, *, sender: str, recipient: str, raw: bytes) -> str:
-    try:
-        response = await ses.send_email(
-            FromEmailAddress=sender,
-            Destination={"ToAddresses": [recipient]},
-            Content={"Raw": {"Data": raw}},
-        )
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise AwsOperationError(
-            str(error.get("Message", exc)),
-            service="sesv2",
-            operation="SendEmail",
-            code=error.get("Code"),
-        ) from exc
-    return str(response["MessageId"])
-
-
 async def send_summary_email(  # noqa: PLR0913 - each client is its own injection seam
     detail: Mapping[str, Any],
     *,
@@ -120,7 +103,8 @@ async def send_summary_email(  # noqa: PLR0913 - each client is its own injectio
     """Send the summary email for one ``Transactions Summarized`` event detail.
 
     Args:
-        detail: The EventBridge event's ``detail`` (SPEC §5).
+        detail: The EventBridge event's ``detail`` (SPEC §5), ``schemaVersion`` 1, or 2 with
+            the summary claim-checked in S3 (read with the ``s3`` client).
         settings: Tables, bucket, sender and subject (``EmailSettings.from_env()``).
         dynamodb: An aioboto3 DynamoDB client (built from ``session`` when ``None``).
         s3: An aioboto3 S3 client (built when ``None``).
@@ -131,11 +115,14 @@ async def send_summary_email(  # noqa: PLR0913 - each client is its own injectio
 
     Raises:
         InvalidSummaryEventError: The detail is malformed (permanent).
-        RecipientError: Unknown account, or no valid email (permanent).
+        RecipientError: Unknown account, no valid email, or SES refused the message or the
+            address (``EmailRejectedError``) (permanent).
         ConfigurationError: ``SENDER_EMAIL`` is not an address.
-        AwsOperationError: DynamoDB, S3 or SES failed (transient: let the invocation retry).
+        AwsOperationError: DynamoDB, S3 or SES failed (transient: let the invocation retry;
+            SES throttling and quotas are first retried here, ``RetriesExhaustedError``).
     """
-    event = parse_summary_detail(detail)
+    # A version 2 (claim-check) detail is checked now and read once S3 is at hand.
+    event = parse_summary_detail(detail) if parse_summary_reference(detail) is None else None
     try:
         sender = parse_sender(settings.sender_email)
     except ValueError as exc:
@@ -148,6 +135,8 @@ async def send_summary_email(  # noqa: PLR0913 - each client is its own injectio
         objects = s3 or await _open(stack, session, "s3")
         mail = ses or await _open(stack, session, "sesv2")
 
+        if event is None:
+            event = parse_summary_detail(await resolve_summary_detail(detail, objects))
         account_id = event.summary.account_id
         user = await lookup_user(users, table=settings.users_table, account_id=account_id)
         template = await fetch_template(
@@ -169,7 +158,7 @@ async def send_summary_email(  # noqa: PLR0913 - each client is its own injectio
         raw = build_mime(
             rendered, sender=sender, recipient_email=user.email, recipient_name=user.name
         )
-        message_id = await _send_raw(
+        message_id = await send_raw(
             mail, sender=str(sender.addr_spec), recipient=user.email, raw=raw
         )
 

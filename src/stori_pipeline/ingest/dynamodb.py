@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stori_pipeline.ingest.keys import transaction_key
 from stori_pipeline.ingest.lean_dynamodb import LeanDynamoDB, TransportError, lean_client_for
 from stori_pipeline.ingest.resend import Leftover, error_code, resend_until_done
 from stori_pipeline.records import Transaction
@@ -36,6 +37,7 @@ __all__ = [
     "DynamoDBTransactionSink",
     "ItemEncoder",
     "transaction_item",
+    "write_requests",
 ]
 
 MAX_BATCH_ITEMS = 25
@@ -48,7 +50,7 @@ def transaction_item(tx: Transaction, *, bucket: str, key: str, etag: str) -> It
     """The SPEC §4 item of one accepted row (``Year`` is absent when the date has none)."""
     item: Item = {
         "AccountId": {"S": tx.account_id},
-        "TransactionKey": {"S": f"{key}#{tx.transaction_id}"},
+        "TransactionKey": {"S": transaction_key(key, tx.transaction_id)},
         "TransactionId": {"S": tx.transaction_id},
         "Date": {"S": tx.date},
         "Month": {"N": str(tx.month)},
@@ -195,18 +197,30 @@ class DynamoDBTransactionSink:
         return len(requests)
 
     async def _send(self, requests: list[dict[str, Any]]) -> None:
-        async def send(pending: RequestItems) -> Leftover[RequestItems]:
-            response = await self._client.batch_write_item(RequestItems=pending)
-            unprocessed: RequestItems = response.get("UnprocessedItems") or {}
-            if not any(unprocessed.values()):
-                return None
-            count = sum(len(v) for v in unprocessed.values())
-            return unprocessed, f"{count} items left unprocessed", None
+        await write_requests(self._client, self._table, requests, policy=self._policy)
 
-        await resend_until_done(
-            send,
-            {self._table: requests},
-            policy=self._policy,
-            service="dynamodb",
-            operation="BatchWriteItem",
-        )
+
+async def write_requests(
+    client: Any,  # noqa: ANN401 - aiobotocore clients are untyped
+    table: str,
+    requests: list[dict[str, Any]],
+    *,
+    policy: RetryPolicy,
+) -> None:
+    """One ``BatchWriteItem`` of ≤ 25 put/delete requests, re-sending what is left over."""
+
+    async def send(pending: RequestItems) -> Leftover[RequestItems]:
+        response = await client.batch_write_item(RequestItems=pending)
+        unprocessed: RequestItems = response.get("UnprocessedItems") or {}
+        if not any(unprocessed.values()):
+            return None
+        count = sum(len(v) for v in unprocessed.values())
+        return unprocessed, f"{count} items left unprocessed", None
+
+    await resend_until_done(
+        send,
+        {table: requests},
+        policy=policy,
+        service="dynamodb",
+        operation="BatchWriteItem",
+    )

@@ -1,12 +1,26 @@
-"""The "Transactions Summarized" events (SPEC §5) and their EventBridge publisher."""
+"""The "Transactions Summarized" events (SPEC §5) and their EventBridge publisher.
+
+Every account gets its event, however large its summary: a detail that would pass
+EventBridge's 256 KB entry limit (an account with dates over 1900-2100 has 2,412 months) is
+sent by **claim check** — the full summary is stored in S3 (``summaries/<importId>/<account>
+.json`` in the transactions bucket, a prefix the processing rule never matches) and the event
+carries ``schemaVersion`` 2 with a reference to it instead of the summary::
+
+    {"schemaVersion": 2, "importId": …, "source": {…}, "rowsRejected": …,
+     "accountId": "…", "summaryRef": {"bucket": "…", "key": "summaries/…", "bytes": …}}
+
+Every other event stays ``schemaVersion`` 1, byte for byte what it was. :func:`summary_entries`
+builds the entries of one import either way; both ingest paths call it.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from stori_pipeline.errors import PermanentError
+from stori_pipeline.ingest.keys import summary_key
 from stori_pipeline.ingest.resend import Leftover, resend_until_done
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.summary import AccountSummary
@@ -16,15 +30,21 @@ __all__ = [
     "EVENT_SOURCE",
     "MAX_ENTRIES_PER_CALL",
     "MAX_ENTRY_BYTES",
+    "REFERENCE_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "EventBridgePublisher",
     "EventTooLargeError",
+    "SummaryStore",
+    "reference_detail",
     "summary_detail",
+    "summary_entries",
 ]
 
 EVENT_SOURCE = "stori.pipeline"
 DETAIL_TYPE = "Transactions Summarized"
 SCHEMA_VERSION = 1
+# The claim-check shape: the summary in S3, a reference in the event.
+REFERENCE_SCHEMA_VERSION = 2
 MAX_ENTRIES_PER_CALL = 10
 MAX_ENTRY_BYTES = 256 * 1024
 # EventBridge counts the Time field as 14 bytes whether or not it is set.
@@ -60,6 +80,92 @@ def summary_detail(  # noqa: PLR0913 - the detail's fields, each named as in SPE
         "rowsRejected": rows_rejected,
         "summary": summary.to_json(),
     }
+
+
+def reference_detail(  # noqa: PLR0913 - the detail's fields, each named as in SPEC §5
+    *,
+    import_id: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    rows_rejected: int,
+    account_id: str,
+    summary_ref: dict[str, object],
+) -> dict[str, object]:
+    """The ``schemaVersion`` 2 detail: the summary stored at ``summary_ref``, not inline."""
+    return {
+        "schemaVersion": REFERENCE_SCHEMA_VERSION,
+        "importId": import_id,
+        "source": {"bucket": bucket, "key": key, "etag": etag},
+        "rowsRejected": rows_rejected,
+        "accountId": account_id,
+        "summaryRef": summary_ref,
+    }
+
+
+class SummaryStore(Protocol):
+    """Stores a claim-checked summary (``claim_check.S3SummaryStore``)."""
+
+    async def put(self, key: str, body: bytes) -> dict[str, object]:
+        """Store ``body`` at ``key``; return the reference the event carries."""
+        ...
+
+
+class EntryBuilder(Protocol):
+    """Builds a ``PutEvents`` entry (``EventBridgePublisher.entry``)."""
+
+    def entry(self, detail: dict[str, object], account_id: str) -> dict[str, Any]:
+        """The entry; raises :class:`EventTooLargeError` when it is too large to send."""
+        ...
+
+
+async def summary_entries(  # noqa: PLR0913 - the import's identity plus two ports
+    publisher: EntryBuilder,
+    store: SummaryStore,
+    *,
+    import_id: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    rows_rejected: int,
+    summaries: Iterable[AccountSummary],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``PutEvents`` entries of one import, one per account, and the claim-checked accounts.
+
+    A summary too large for an entry is stored with ``store`` first (so the event never
+    names a missing object) and referenced from a ``schemaVersion`` 2 detail.
+    """
+    entries: list[dict[str, Any]] = []
+    referenced: list[str] = []
+    for summary in summaries:
+        detail = summary_detail(
+            import_id=import_id,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            rows_rejected=rows_rejected,
+            summary=summary,
+        )
+        try:
+            entries.append(publisher.entry(detail, summary.account_id))
+            continue
+        except EventTooLargeError:
+            pass
+        body = json.dumps(summary.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+        ref = await store.put(summary_key(import_id, summary.account_id), body)
+        detail = reference_detail(
+            import_id=import_id,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            rows_rejected=rows_rejected,
+            account_id=summary.account_id,
+            summary_ref=ref,
+        )
+        # Still too large only if the key itself is absurd: no retry can help (permanent).
+        entries.append(publisher.entry(detail, summary.account_id))
+        referenced.append(summary.account_id)
+    return entries, referenced
 
 
 def _entry_size(entry: dict[str, Any]) -> int:

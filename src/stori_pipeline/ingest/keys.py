@@ -16,20 +16,42 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from stori_pipeline.errors import PermanentError
+from stori_pipeline.records import MAX_ID_LENGTH
 
 __all__ = [
     "INCOMING_PREFIX",
+    "MAX_SORT_KEY_BYTES",
+    "SUMMARIES_PREFIX",
     "InvalidEventError",
     "ObjectCreated",
     "account_from_key",
     "import_id",
     "key_candidates",
+    "normalize_sequencer",
     "parse_object_created",
     "report_key",
+    "summary_key",
+    "transaction_key",
+    "transaction_key_prefix",
 ]
 
 INCOMING_PREFIX = "incoming/"
 REPORTS_PREFIX = "reports/"
+# Claim-checked summaries (events/claim_check): a prefix the processing rule never matches.
+SUMMARIES_PREFIX = "summaries/"
+
+# DynamoDB's limit on a sort key value, in UTF-8 bytes.
+MAX_SORT_KEY_BYTES = 1024
+# An Id is at most 64 characters (SPEC §2), each at most 4 UTF-8 bytes.
+_MAX_ID_BYTES = MAX_ID_LENGTH * 4
+# An object key whose "<key>#" prefix leaves room for any Id keeps SPEC §4's readable form.
+_MAX_PLAIN_PREFIX_BYTES = MAX_SORT_KEY_BYTES - _MAX_ID_BYTES
+# A hashed prefix keeps this much of the key, so it still reads as the key it stands for.
+_HASHED_HEAD_BYTES = _MAX_PLAIN_PREFIX_BYTES - len("#sha256:") - 64 - 1
+# S3 sequencers are hex strings of varying length; AWS: left-pad the shorter with zeros and
+# compare as strings. A fixed width lets DynamoDB compare stored values with "<=" directly.
+_SEQUENCER_WIDTH = 64
+_HEX = frozenset("0123456789ABCDEF")
 
 
 class InvalidEventError(PermanentError):
@@ -49,6 +71,7 @@ class ObjectCreated:
     etag: str
     version_id: str | None = None
     size: int | None = None
+    sequencer: str | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -93,7 +116,24 @@ def parse_object_created(event: Mapping[str, object]) -> ObjectCreated:
         etag.strip('"'),
         _text(object_obj, "version-id"),
         size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        normalize_sequencer(_text(object_obj, "sequencer")),
     )
+
+
+def normalize_sequencer(sequencer: str | None) -> str | None:
+    """The S3 event ``sequencer`` in a form that orders correctly as a plain string.
+
+    AWS documents sequencers as hex strings of varying length to compare after left-padding
+    the shorter with zeros; padding every value to one width (and one letter case) makes
+    ordinary string comparison — in Python and in a DynamoDB condition — that comparison.
+    Anything that is not hex, or too long to pad, is treated as absent (``None``).
+    """
+    if sequencer is None:
+        return None
+    text = sequencer.strip().upper()
+    if not text or len(text) > _SEQUENCER_WIDTH or not _HEX.issuperset(text):
+        return None
+    return text.rjust(_SEQUENCER_WIDTH, "0")
 
 
 def account_from_key(key: str) -> str | None:
@@ -118,3 +158,34 @@ def import_id(bucket: str, key: str, etag: str) -> str:
 def report_key(key: str) -> str:
     """Where the rejected-rows report of ``key`` goes (SPEC §4)."""
     return f"{REPORTS_PREFIX}{key}.rejected.csv"
+
+
+def summary_key(import_ident: str, account_id: str) -> str:
+    """Where the claim-checked summary of one account of one import goes (SPEC §5)."""
+    return f"{SUMMARIES_PREFIX}{import_ident}/{account_id}.json"
+
+
+def _utf8_head(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes (whole characters)."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def transaction_key_prefix(key: str) -> str:
+    """The part of every ``TransactionKey`` of object ``key`` before the Id.
+
+    SPEC §4's ``<object key>#`` when the key leaves room for any Id within DynamoDB's
+    1,024-byte sort-key limit (keys up to 767 bytes, nearly all); otherwise the key's first
+    bytes, ``#sha256:`` and the SHA-256 of the whole key, then ``#`` — deterministic, unique
+    per key, at most 768 bytes. The form depends on the key alone, so every item of one
+    object shares one prefix and ``begins_with`` finds them all.
+    """
+    plain = f"{key}#"
+    if len(plain.encode()) <= _MAX_PLAIN_PREFIX_BYTES:
+        return plain
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{_utf8_head(key, _HASHED_HEAD_BYTES)}#sha256:{digest}#"
+
+
+def transaction_key(key: str, transaction_id: str) -> str:
+    """The ``TransactionKey`` of one row: :func:`transaction_key_prefix` + the Id (≤ 1,024 B)."""
+    return f"{transaction_key_prefix(key)}{transaction_id}"

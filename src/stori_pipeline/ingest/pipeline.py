@@ -18,18 +18,21 @@ this package implement them, and :func:`ingest_object` wires them to aioboto3 cl
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiobotocore.config import AioConfig
 
+from stori_pipeline.ingest.claim_check import S3SummaryStore
 from stori_pipeline.ingest.dynamodb import MAX_BATCH_ITEMS, DynamoDBTransactionSink
-from stori_pipeline.ingest.events import EventBridgePublisher, EventTooLargeError, summary_detail
+from stori_pipeline.ingest.events import EventBridgePublisher, SummaryStore, summary_entries
 from stori_pipeline.ingest.keys import account_from_key, import_id, report_key
 from stori_pipeline.ingest.s3 import RejectionReport, open_object
+from stori_pipeline.ingest.versions import ObjectVersion, VersionLedger
 from stori_pipeline.records import Rejection, Transaction
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.settings import IngestSettings
@@ -68,6 +71,14 @@ class EventPublisher(Protocol):
         ...
 
 
+class VersionReplacer(Protocol):
+    """Makes the version just written the object's only rows (``versions.VersionLedger``)."""
+
+    async def replace(self, accounts: Iterable[str]) -> int:
+        """Delete the rows of other versions; return how many items were deleted."""
+        ...
+
+
 class RejectionSink(Protocol):
     """Collects rejected rows and writes the report."""
 
@@ -76,8 +87,8 @@ class RejectionSink(Protocol):
     def add(self, rejection: Rejection) -> None:
         """Record one rejected row (called synchronously, in file order)."""
 
-    def add_file_error(self, code: str) -> None:
-        """Record a file-level rejection."""
+    def add_file_error(self, code: str, *, line: int = 0, detail: str = "") -> None:
+        """Record a file-level rejection: its code, the line where, and what was wrong."""
 
     async def finish(self) -> str | None:
         """Store the report when it holds a row and return where; else ``None``."""
@@ -90,7 +101,8 @@ class IngestResult:
 
     ``file_error`` is a SPEC §2 file-level code (nothing written, no events) and
     ``file_error_detail`` says why in words (which column is missing …);
-    ``events_skipped`` lists accounts whose event exceeded EventBridge's size limit;
+    ``events_referenced`` lists accounts whose summary was too large for its event and was
+    claim-checked (stored in S3, referenced by a ``schemaVersion`` 2 event);
     ``duration`` is wall-clock seconds.
     """
 
@@ -107,7 +119,8 @@ class IngestResult:
     report_key: str | None
     summaries: tuple[AccountSummary, ...]
     duration: float
-    events_skipped: tuple[str, ...] = ()
+    events_referenced: tuple[str, ...] = ()
+    items_deleted: int = 0
     file_error_detail: str | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -121,8 +134,9 @@ class IngestResult:
             "rowsAccepted": self.rows_accepted,
             "rowsRejected": self.rows_rejected,
             "itemsWritten": self.items_written,
+            "itemsDeleted": self.items_deleted,
             "eventsPublished": self.events_published,
-            "eventsSkipped": list(self.events_skipped),
+            "eventsReferenced": list(self.events_referenced),
             "fileError": self.file_error,
             "fileErrorDetail": self.file_error_detail,
             "reportKey": self.report_key,
@@ -132,14 +146,24 @@ class IngestResult:
 
 
 async def fan_out(
-    stream: AsyncIterable[list[Transaction]], sink: TransactionSink, num_workers: int
+    stream: AsyncIterable[list[Transaction]],
+    sink: TransactionSink,
+    num_workers: int,
+    accounts: set[str],
 ) -> int:
-    """Write every batch of ``stream`` through ``sink`` with ``num_workers`` writers; the count."""
+    """Write every batch of ``stream`` with ``num_workers`` writers; return the count.
+
+    The accounts of the rows written are added to ``accounts``.
+    """
     queue: asyncio.Queue[list[Transaction] | None] = asyncio.Queue(maxsize=2 * num_workers)
     written = [0] * num_workers
+    account_of = operator.attrgetter("account_id")
 
     async def reader() -> None:
         async for batch in stream:
+            # The written rows' accounts, also for a file cut short by malformed_csv (whose
+            # result has no summaries): the version ledger must know where rows went.
+            accounts.update(map(account_of, batch))
             for start in range(0, len(batch), MAX_BATCH_ITEMS):
                 await queue.put(batch[start : start + MAX_BATCH_ITEMS])
         for _ in range(num_workers):
@@ -174,25 +198,33 @@ async def ingest_stream(  # noqa: PLR0913 - the object's identity plus the three
     etag: str,
     sink: TransactionSink,
     publisher: EventPublisher,
+    summaries: SummaryStore,
     report: RejectionSink,
     num_workers: int,
+    versions: VersionReplacer | None = None,
 ) -> IngestResult:
     """Run the pipeline over one object's bytes.
 
-    Order matters for at-least-once delivery: items, then the report, then the events, so
-    the events (the signal downstream acts on) are sent only once everything else is stored.
+    Order matters for at-least-once delivery: items, then the report, then the previous
+    version's rows are removed (``versions``; even for a rejected file, whose accepted rows —
+    none, or those before a ``malformed_csv`` break — are now the object's), then the events,
+    so the events (the signal downstream acts on) are sent only once everything else is stored.
     """
     started = time.perf_counter()
     stream = TransactionStream(chunks, account=account_from_key(key), on_reject=report.add)
-    items_written = await fan_out(stream, sink, num_workers)
+    accounts: set[str] = set()
+    items_written = await fan_out(stream, sink, num_workers, accounts)
     return await finish_import(
         stream.result(),
         bucket=bucket,
         key=key,
         etag=etag,
         items_written=items_written,
+        accounts=accounts,
         publisher=publisher,
+        summaries=summaries,
         report=report,
+        versions=versions,
         started=started,
     )
 
@@ -204,36 +236,42 @@ async def finish_import(  # noqa: PLR0913 - the object's identity, the result an
     key: str,
     etag: str,
     items_written: int,
+    accounts: set[str],
     publisher: EventPublisher,
+    summaries: SummaryStore,
     report: RejectionSink,
+    versions: VersionReplacer | None,
     started: float,
 ) -> IngestResult:
-    """Store the report, then publish one event per account: the end of every ingest.
+    """Everything after the items: report, the previous version's rows, then the events.
 
-    The single path calls it after its items are written; the distributed path
-    (:mod:`stori_pipeline.scaleout`) after every slice's items are, with the merged result —
-    so both publish exactly the same events.
+    The single path calls it once its items are written; the distributed path
+    (:mod:`stori_pipeline.scaleout`) once every slice's are, with the merged result and every
+    slice's accounts — so both end an import exactly the same way.
     """
     ident = import_id(bucket, key, etag)
-    published, skipped = 0, []
+    published, referenced = 0, list[str]()
     if result.file_error is not None:
-        report.add_file_error(str(result.file_error))
+        report.add_file_error(
+            str(result.file_error),
+            line=result.file_error_line or 0,
+            detail=result.file_error_detail or "",
+        )
     stored_report = await report.finish()
+    items_deleted = 0
+    if versions is not None:
+        items_deleted = await versions.replace(accounts)
     if result.file_error is None:
-        entries = []
-        for summary in result.accounts:
-            detail = summary_detail(
-                import_id=ident,
-                bucket=bucket,
-                key=key,
-                etag=etag,
-                rows_rejected=result.rows_rejected,
-                summary=summary,
-            )
-            try:
-                entries.append(publisher.entry(detail, summary.account_id))
-            except EventTooLargeError as exc:
-                skipped.append(exc.account_id)
+        entries, referenced = await summary_entries(
+            publisher,
+            summaries,
+            import_id=ident,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            rows_rejected=result.rows_rejected,
+            summaries=result.accounts,
+        )
         published = await publisher.publish(entries) if entries else 0
     return IngestResult(
         import_id=ident,
@@ -249,7 +287,8 @@ async def finish_import(  # noqa: PLR0913 - the object's identity, the result an
         report_key=stored_report,
         summaries=result.accounts,
         duration=time.perf_counter() - started,
-        events_skipped=tuple(skipped),
+        events_referenced=tuple(referenced),
+        items_deleted=items_deleted,
         file_error_detail=result.file_error_detail,
     )
 
@@ -266,6 +305,7 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
     session: Any = None,  # noqa: ANN401 - an aioboto3.Session
     policy: RetryPolicy | None = None,
     version_id: str | None = None,
+    sequencer: str | None = None,
 ) -> IngestResult:
     """Ingest one S3 object end to end (SPEC §4, §5).
 
@@ -281,9 +321,14 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
         session: the aioboto3 session used to build missing clients.
         policy: retry policy; by default ``settings.max_attempts`` with the default backoff.
         version_id: the event's ``version-id`` (versioned buckets): read that version.
+        sequencer: the event's ``sequencer``, normalized (``keys.normalize_sequencer``):
+            orders versions of the key (``versions``); ``None`` when the event has none.
 
     Raises:
         ObjectGoneError: the object no longer exists with that ETag (permanent).
+        ObjectSupersededError: a newer version of the key is ingested or in progress
+            (permanent: nothing written, no events).
+        ObjectBusyError, LeaseLostError: another version of the key is in the way (transient).
         RetriesExhaustedError: DynamoDB or EventBridge kept failing (transient: retry later).
         AwsOperationError: any other AWS failure.
     """
@@ -308,9 +353,32 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
             events = events or await stack.enter_async_context(
                 session.client("events", config=config)
             )
-        opened = await stack.enter_async_context(
+        first = AsyncExitStack()
+        opened = await first.enter_async_context(
             open_object(s3, bucket, keys, etag, version_id=version_id)
         )
+        ledger = VersionLedger(
+            dynamodb,
+            objects_table=settings.objects_table,
+            transactions_table=settings.transactions_table,
+            version=ObjectVersion(bucket, opened.key, etag, sequencer, version_id),
+            policy=policy,
+        )
+        try:
+            waited = await ledger.acquire()
+        except BaseException:
+            await first.aclose()
+            raise
+        # From here a failure gives the lease back, so a retry need not wait for it to expire.
+        stack.push_async_exit(_release_on_failure(ledger))
+        if waited:
+            # The body sat unread while another version finished; read it afresh.
+            await first.aclose()
+            first = AsyncExitStack()
+            opened = await first.enter_async_context(
+                open_object(s3, bucket, (opened.key,), etag, version_id=version_id)
+            )
+        stack.push_async_callback(first.aclose)
         report = stack.enter_context(RejectionReport(s3, bucket, report_key(opened.key)))
         return await ingest_stream(
             opened.chunks,
@@ -326,6 +394,21 @@ async def ingest_object(  # noqa: PLR0913 - clients are injectable one by one
                 policy=policy,
             ),
             publisher=EventBridgePublisher(events, settings.event_bus_name, policy=policy),
+            summaries=S3SummaryStore(s3, bucket, policy=policy),
             report=report,
             num_workers=settings.num_workers,
+            versions=ledger,
         )
+
+
+def _release_on_failure(
+    ledger: VersionLedger,
+) -> Callable[[type[BaseException] | None, BaseException | None, object], Awaitable[bool]]:
+    async def exit_(
+        exc_type: type[BaseException] | None, _exc: BaseException | None, _tb: object
+    ) -> bool:
+        if exc_type is not None:
+            await ledger.release()
+        return False
+
+    return exit_

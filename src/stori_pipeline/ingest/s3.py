@@ -24,7 +24,9 @@ __all__ = [
 ]
 
 BODY_CHUNK_SIZE = 256 * 1024
-REPORT_HEADER = ("line", "id", "code")
+# "detail" says what was wrong with a rejected file (empty for a rejected row, whose code
+# says it all): SPEC §4's line,id,code plus one column at the end.
+REPORT_HEADER = ("line", "id", "code", "detail")
 # Rejections stay in memory up to this size, then spill to a temporary file.
 _SPOOL_BYTES = 1024 * 1024
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
@@ -102,7 +104,7 @@ async def open_object(  # noqa: PLR0913 - the object identity plus options
 
 
 class RejectionReport:
-    """Collects rejected rows as CSV (``line,id,code``) in a spooled temporary file.
+    """Collects rejected rows as CSV (``line,id,code,detail``) in a spooled temporary file.
 
     Memory stays bounded however many rows are rejected: past 1 MiB the rows spill to disk.
     Call :meth:`add` from the stream's ``on_reject``, then :meth:`finish`. Use as a context
@@ -137,7 +139,7 @@ class RejectionReport:
 
     def add(self, rejection: Rejection) -> None:
         """Record one rejected row."""
-        self._writer.writerow((rejection.line, rejection.id, str(rejection.code)))
+        self._writer.writerow((rejection.line, rejection.id, str(rejection.code), ""))
         self.count += 1
 
     def extend(self, rows: bytes, count: int) -> None:
@@ -145,9 +147,15 @@ class RejectionReport:
         self._file.write(rows)
         self.count += count
 
-    def add_file_error(self, code: str) -> None:
-        """Record a file-level rejection as the single row ``0,,<code>`` (line 0: no record)."""
-        self._writer.writerow((0, "", code))
+    def add_file_error(self, code: str, *, line: int = 0, detail: str = "") -> None:
+        """Record a file-level rejection: ``<line>,,<code>,<detail>``.
+
+        ``line`` is where the file went wrong (the header's line for ``bad_header`` and
+        ``no_account``, the line the CSV broke on for ``malformed_csv``; 0 for
+        ``empty_file``, which has no record); ``detail`` says what (the missing or doubled
+        column, the parser's complaint).
+        """
+        self._writer.writerow((line, "", code, detail))
         self.count += 1
 
     async def finish(self) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, TextIO, TypeVar
 
 from stori_pipeline.errors import StoriPipelineError
 from stori_pipeline.summary import AccountSummary
+from stori_pipeline.terminal import json_text, visible
 
 __all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "register"]
 
@@ -131,7 +132,8 @@ class _ConsoleReporter:
     def text(self, text: str, style: str = "") -> None:
         from rich.text import Text  # noqa: PLC0415
 
-        self.console.print(Text(text, style=style))
+        # Keys, ids and messages come from files and AWS: no markup, no control characters.
+        self.console.print(Text(visible(text), style=style))
 
     def stage(self, text: str) -> None:
         self.text(f"· {text}", "dim")
@@ -230,14 +232,14 @@ def _demo(args: argparse.Namespace) -> int:
         )
     except StoriPipelineError as exc:
         reporter.stop()
-        print(f"stori-pipeline: {exc}", file=sys.stderr)
+        print(f"stori-pipeline: {visible(exc)}", file=sys.stderr)
         return EXIT_NOT_DELIVERED
     except _Stopped as exc:
         reporter.stop()
         return _stopped(exc, "demo")
     reporter.stop()
     if args.json:
-        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(json.dumps(report.to_json(), ensure_ascii=False)) + "\n")
     else:
         for upload in report.uploads:
             _print_upload(reporter, upload)
@@ -274,7 +276,7 @@ def _local_up(args: argparse.Namespace) -> int:
             )
         )
     except StoriPipelineError as exc:
-        print(f"stori-pipeline: {exc}", file=sys.stderr)
+        print(f"stori-pipeline: {visible(exc)}", file=sys.stderr)
         return EXIT_NOT_DELIVERED
     except _Stopped as exc:
         return _stopped(exc, "local stack")

@@ -25,6 +25,7 @@ from stori_pipeline.local.demo import (
 from stori_pipeline.local.outcomes import Described
 from stori_pipeline.local.stack import LOCAL_CREDENTIALS, LocalStack, moto_server
 from stori_pipeline.local.template import StackPlan
+from stori_pipeline.terminal import visible
 
 __all__ = ["aws_command_prefix", "env_file_text", "run_up", "sam_env_vars"]
 
@@ -85,7 +86,7 @@ class _Announcer:
         self.out = out
 
     def stage(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(visible(text), file=self.out, flush=True)
 
     def invocation(self, described: Described, sent: SentEmail | None) -> None:
         lines = [described.line()]
@@ -93,7 +94,7 @@ class _Announcer:
             lines.append(f"  email: {sent.eml}")
             if sent.html is not None:
                 lines.append(f"  open:  {sent.html}")
-        print("\n".join(lines), file=self.out, flush=True)
+        print("\n".join(map(visible, lines)), file=self.out, flush=True)
 
     def rows_written(self, written: int, total: int) -> None:
         pass

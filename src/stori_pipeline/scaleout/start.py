@@ -62,6 +62,7 @@ async def _resolve(s3: Any, target: ObjectCreated) -> Job:  # noqa: ANN401 - aio
             import_id(target.bucket, key, target.etag),
             int(head["ContentLength"]),
             version_id,
+            target.sequencer,
         )
     raise ObjectGoneError(target.bucket, target.keys, target.etag, last)
 

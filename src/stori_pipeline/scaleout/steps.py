@@ -28,11 +28,13 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
 from stori_pipeline.errors import AwsOperationError, PermanentError
+from stori_pipeline.ingest.claim_check import S3SummaryStore
 from stori_pipeline.ingest.dynamodb import DynamoDBTransactionSink
 from stori_pipeline.ingest.events import EventBridgePublisher
 from stori_pipeline.ingest.keys import account_from_key, report_key
 from stori_pipeline.ingest.pipeline import IngestResult, fan_out, finish_import
 from stori_pipeline.ingest.s3 import ObjectGoneError, RejectionReport
+from stori_pipeline.ingest.versions import ObjectVersion, VersionLedger
 from stori_pipeline.records import FileErrorCode
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.scaleout.ranges import (
@@ -64,6 +66,8 @@ _FIRST_WINDOW = 1024 * 1024
 _SCAN_OVERHANG = 64 * 1024
 # Scratch objects read or written at once by one step.
 _CONCURRENT_OBJECTS = 32
+# The version lease must outlast a whole run of the workflow (a 100M-row file: ~45 min).
+WORKFLOW_LEASE_SECONDS = 6 * 60 * 60
 
 
 class StepError(PermanentError):
@@ -80,6 +84,7 @@ class Job:
     import_id: str
     size: int
     version_id: str | None = None
+    sequencer: str | None = None  # normalized (keys.normalize_sequencer), orders versions
 
     @property
     def scratch(self) -> str:
@@ -95,13 +100,14 @@ class Job:
             "importId": self.import_id,
             "size": self.size,
             "versionId": self.version_id,
+            "sequencer": self.sequencer,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
         """Inverse of :meth:`to_json`; raises :class:`StepError` on a malformed job."""
         try:
-            version = data.get("versionId")
+            version, sequencer = data.get("versionId"), data.get("sequencer")
             return cls(
                 str(data["bucket"]),
                 str(data["key"]),
@@ -109,6 +115,7 @@ class Job:
                 str(data["importId"]),
                 int(data["size"]),
                 None if version is None else str(version),
+                None if sequencer is None else str(sequencer),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StepError(f"malformed job: {exc}") from exc
@@ -335,11 +342,36 @@ async def fingerprint(
     return {"index": piece.index, "malformed": counts.file_error is not None}
 
 
+def _ledger(job: Job, settings: ScaleOutSettings, clients: Clients) -> VersionLedger:
+    """The object-version ledger of the job, as the single path keeps it (ingest.versions).
+
+    The lease is taken before the first item is written (``cut``) and must outlast the run,
+    so it is :data:`WORKFLOW_LEASE_SECONDS`; the lease is the ETag's, so any step may renew or
+    use it.
+    """
+    return VersionLedger(
+        clients.dynamodb,
+        objects_table=settings.objects_table,
+        transactions_table=settings.transactions_table,
+        version=ObjectVersion(job.bucket, job.key, job.etag, job.sequencer, job.version_id),
+        policy=RetryPolicy(max_attempts=settings.max_attempts),
+        lease_seconds=WORKFLOW_LEASE_SECONDS,
+    )
+
+
 async def cut(
-    job: Job, payload: Mapping[str, Any], store: _Store, settings: ScaleOutSettings
+    job: Job,
+    payload: Mapping[str, Any],
+    store: _Store,
+    settings: ScaleOutSettings,
+    clients: Clients,
 ) -> dict[str, object]:
-    """Where the file ends for the commit: at the first slice whose CSV breaks, if any."""
-    del job, settings
+    """Take the object's version lease; cut the file at the first slice whose CSV breaks.
+
+    An older version than one already ingested (or being ingested) stops here, before any
+    item is written (``ObjectSupersededError``, permanent).
+    """
+    await _ledger(job, settings, clients).acquire()
     slices = await store.get_json("slices.json")
     statuses = await store.get_many([f"fp/{i}/counts.json" for i in range(len(slices))])
     last = len(slices) - 1
@@ -402,13 +434,19 @@ async def commit(
             etag=job.etag,
             policy=policy,
         )
-        written = await fan_out(stream, sink, settings.num_workers)
+        accounts: set[str] = set()
+        written = await fan_out(stream, sink, settings.num_workers, accounts)
         counts = SliceCounts.of(stream.result())
         await part.finish()
         rejected_rows = part.count
     await store.put_json(
         f"commit/{piece.index}.json",
-        {**counts.to_json(), "itemsWritten": written, "reportRows": rejected_rows},
+        {
+            **counts.to_json(),
+            "itemsWritten": written,
+            "reportRows": rejected_rows,
+            "accounts": sorted(accounts),
+        },
     )
     return {"index": piece.index, "itemsWritten": written}
 
@@ -428,7 +466,7 @@ async def reduce(
     with RejectionReport(store.client, job.bucket, report_key(job.key)) as report:
         if header.file_error is not None:
             result = ImportResult(0, 0, 0, (), FileErrorCode(header.file_error), header.detail)
-            written, ranges = 0, 0
+            written, ranges, accounts = 0, 0, set[str]()
         else:
             kept = await store.get_json("commit.json")
             parts = [
@@ -437,6 +475,7 @@ async def reduce(
             ]
             result = merge_results([SliceCounts.from_json(p) for p in parts])
             written = sum(int(p["itemsWritten"]) for p in parts)
+            accounts = {a for p in parts for a in p.get("accounts", [])}
             ranges = int(payload["plan"]["ranges"])
             for piece, part in zip(kept, parts, strict=True):
                 if part["reportRows"]:
@@ -444,14 +483,19 @@ async def reduce(
                         await _read_key(store, f"{job.scratch}report/{piece['index']}.csv"),
                         int(part["reportRows"]),
                     )
+        ledger = _ledger(job, settings, clients)
+        await ledger.acquire()  # ours already (cut), or first taken here for a rejected file
         outcome: IngestResult = await finish_import(
             result,
             bucket=job.bucket,
             key=job.key,
             etag=job.etag,
             items_written=written,
+            accounts=accounts,
             publisher=publisher,
+            summaries=S3SummaryStore(store.client, job.bucket, policy=policy),
             report=report,
+            versions=ledger,
             started=started,
         )
     return {**outcome.to_json(), "path": "distributed", "ranges": ranges}
@@ -477,10 +521,9 @@ _PLAIN: dict[str, _Plain] = {
     "scan": scan,
     "link": link_step,
     "fingerprint": fingerprint,
-    "cut": cut,
     "resolve": resolve,
 }
-_WITH_CLIENTS: dict[str, _WithClients] = {"commit": commit, "reduce": reduce}
+_WITH_CLIENTS: dict[str, _WithClients] = {"cut": cut, "commit": commit, "reduce": reduce}
 STEPS = (*_PLAIN, *_WITH_CLIENTS)
 
 
