@@ -20,7 +20,7 @@ from array import array
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from stori_pipeline.records import FileErrorCode, Rejection
+from stori_pipeline.records import FileErrorCode
 from stori_pipeline.scaleout.split import find_header_end
 from stori_pipeline.stream import ImportResult, TransactionStream, summarize_stream
 from stori_pipeline.summary import AccountSummary
@@ -72,6 +72,7 @@ class HeaderPlan:
     lines: int
     file_error: str | None = None
     detail: str | None = None
+    error_line: int | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready form."""
@@ -80,6 +81,7 @@ class HeaderPlan:
             "headerLines": self.lines,
             "fileError": self.file_error,
             "fileErrorDetail": self.detail,
+            "fileErrorLine": self.error_line,
         }
 
 
@@ -99,11 +101,15 @@ async def plan_header(window: bytes, *, size: int, account: str | None) -> Heade
         result = await summarize_stream(chunks_of(window), account=account)
         if result.file_error is None:
             return HeaderPlan(size, 0, str(FileErrorCode.MALFORMED_CSV), "the header never ends")
-        return HeaderPlan(size, 0, str(result.file_error), result.file_error_detail)
+        return HeaderPlan(
+            size, 0, str(result.file_error), result.file_error_detail, result.file_error_line
+        )
     end, lines = found
     result = await summarize_stream(chunks_of(window[:end]), account=account)
     if result.file_error is not None:
-        return HeaderPlan(end, lines, str(result.file_error), result.file_error_detail)
+        return HeaderPlan(
+            end, lines, str(result.file_error), result.file_error_detail, result.file_error_line
+        )
     return HeaderPlan(end, lines)
 
 
@@ -159,6 +165,7 @@ class SliceCounts:
     file_error: str | None = None
     detail: str | None = None
     summaries: tuple[AccountSummary, ...] = field(default=())
+    error_line: int | None = None
 
     @classmethod
     def of(cls, result: ImportResult) -> SliceCounts:
@@ -170,6 +177,7 @@ class SliceCounts:
             None if result.file_error is None else str(result.file_error),
             result.file_error_detail,
             result.accounts,
+            result.file_error_line,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -181,6 +189,7 @@ class SliceCounts:
             "fileError": self.file_error,
             "fileErrorDetail": self.detail,
             "summaries": [s.to_json() for s in self.summaries],
+            "fileErrorLine": self.error_line,
         }
 
     @classmethod
@@ -197,6 +206,7 @@ class SliceCounts:
             None if error is None else str(error),
             None if detail is None else str(detail),
             tuple(AccountSummary.from_json(s) for s in summaries),
+            None if data.get("fileErrorLine") is None else int(str(data["fileErrorLine"])),
         )
 
 
@@ -221,6 +231,7 @@ async def fingerprint_slice(
         counts.rows_rejected,
         counts.file_error,
         counts.detail,
+        error_line=counts.error_line,
     )
     return counts, [encode_fingerprints(p, n) for p, n in zip(prints, lines, strict=True)]
 
@@ -236,15 +247,16 @@ def merge_results(parts: Sequence[SliceCounts]) -> ImportResult:
         if part.file_error is not None:
             # As a single read: the counts say how far the file was read; no summaries.
             return ImportResult(
-                read, accepted, rejected, (), FileErrorCode(part.file_error), part.detail
+                read,
+                accepted,
+                rejected,
+                (),
+                FileErrorCode(part.file_error),
+                part.detail,
+                part.error_line,
             )
         for summary in part.summaries:
             known = merged.get(summary.account_id)
             merged[summary.account_id] = summary if known is None else known.merge(summary)
     accounts = tuple(merged[name] for name in sorted(merged))
     return ImportResult(read, accepted, rejected, accounts)
-
-
-def sort_rejections(rejections: Iterable[Rejection]) -> list[Rejection]:
-    """Rejections in file order (each slice reports its own in order already)."""
-    return sorted(rejections, key=lambda rejection: rejection.line)

@@ -226,6 +226,7 @@ def _plan_of(payload: Mapping[str, Any]) -> HeaderPlan:
         int(plan["headerLines"]),
         plan.get("fileError"),
         plan.get("fileErrorDetail"),
+        plan.get("fileErrorLine"),
     )
 
 
@@ -465,7 +466,9 @@ async def reduce(
     publisher = EventBridgePublisher(clients.events, settings.event_bus_name, policy=policy)
     with RejectionReport(store.client, job.bucket, report_key(job.key)) as report:
         if header.file_error is not None:
-            result = ImportResult(0, 0, 0, (), FileErrorCode(header.file_error), header.detail)
+            result = ImportResult(
+                0, 0, 0, (), FileErrorCode(header.file_error), header.detail, header.error_line
+            )
             written, ranges, accounts = 0, 0, set[str]()
         else:
             kept = await store.get_json("commit.json")
