@@ -53,6 +53,7 @@ from stori_pipeline.local.template import (
     parse_parameter_overrides,
     plan_stack,
 )
+from stori_pipeline.local.workflows import WorkflowAwareRuntime, workflow_bridge
 from stori_pipeline.records import Rejection, is_valid_account, resolve_header
 from stori_pipeline.settings import EmailSettings, IngestSettings
 from stori_pipeline.stream import file_chunks, summarize_stream
@@ -241,7 +242,7 @@ class UploadReport:
     outcome: str
     reason: str
     path: str = "single"
-    ranges: list[Any] | None = None
+    ranges: int | None = None
     rows_read: int | None = None
     rows_accepted: int | None = None
     rows_rejected: int | None = None
@@ -309,6 +310,8 @@ def upload_report(
         key=upload.key,
         outcome=str(first.outcome),
         reason=first.reason,
+        path=str(result.get("path") or "single"),
+        ranges=result.get("ranges"),
         rows_read=result.get("rowsRead") if processed else None,
         rows_accepted=result.get("rowsAccepted") if processed else None,
         rows_rejected=result.get("rowsRejected") if processed else None,
@@ -500,7 +503,7 @@ class LocalSession:
         log_dir = self.out_dir / "logs"
         shutil.rmtree(log_dir, ignore_errors=True)  # this run's logs only
         log_dir.mkdir(parents=True)
-        return {
+        runtimes: dict[str, Runtime] = {
             function.logical_id: overrides.get(function.logical_id)
             or ProcessRuntime(
                 function,
@@ -509,6 +512,11 @@ class LocalSession:
             )
             for function in self.stack.plan.functions
         }
+        ingest = self.roles.ingest
+        if self.stack.state_machines and ingest in runtimes:
+            # An upload routed to the workflow is settled when its execution ends.
+            runtimes[ingest] = WorkflowAwareRuntime(runtimes[ingest], self.stack.endpoint)
+        return runtimes
 
     def dispatcher(self, runtimes: Mapping[str, Runtime]) -> Dispatcher:
         """A dispatcher whose every invocation is described to the reporter as it ends."""
@@ -624,7 +632,8 @@ class LocalSession:
         watcher = asyncio.create_task(self._watch_rows(total))
         try:
             async with asyncio.timeout(deadline):
-                await dispatcher.run(until=dispatcher.until_settled(expected))
+                with workflow_bridge(self.stack, dispatcher, self.reporter.stage):
+                    await dispatcher.run(until=dispatcher.until_settled(expected))
         except TimeoutError as exc:
             raise DemoError(f"the flow did not settle within {deadline:.0f} s") from exc
         finally:

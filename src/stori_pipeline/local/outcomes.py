@@ -165,12 +165,17 @@ class OutcomeBook:
             reason = str(result["fileError"]) + (f": {detail}" if detail else "")
             return Described(invocation, Outcome.FILE_REJECTED, subject, reason)
         too_large = tuple(str(a) for a in result.get("eventsSkipped") or ())
+        referenced = [str(a) for a in result.get("eventsReferenced") or ()]
         reason = (
             f"{result.get('rowsRead', 0):,} rows read, {result.get('rowsAccepted', 0):,} "
             f"accepted, {result.get('rowsRejected', 0):,} rejected, "
             f"{result.get('itemsWritten', 0):,} items written, "
             f"{result.get('eventsPublished', 0):,} events published"
         )
+        if result.get("path") == "distributed":
+            reason += f" (distributed: {result.get('ranges')} ranges)"
+        if referenced:
+            reason += f"; summary stored in S3 and referenced for {', '.join(referenced)}"
         if too_large:
             reason += f"; event too large for {', '.join(too_large)} (no email)"
         return Described(invocation, Outcome.PROCESSED, subject, reason, too_large=too_large)
@@ -189,4 +194,6 @@ def _subject(event: dict[str, Any]) -> str:
     summary = detail.get("summary")
     if isinstance(summary, dict) and summary.get("accountId"):
         return str(summary["accountId"])
+    if detail.get("accountId"):  # a schemaVersion 2 (claim-check) event
+        return str(detail["accountId"])
     return "?"

@@ -25,6 +25,7 @@ from stori_pipeline.local.demo import (
 from stori_pipeline.local.outcomes import Described
 from stori_pipeline.local.stack import LOCAL_CREDENTIALS, LocalStack, moto_server
 from stori_pipeline.local.template import StackPlan
+from stori_pipeline.local.workflows import workflow_bridge
 from stori_pipeline.terminal import visible
 
 __all__ = ["aws_command_prefix", "env_file_text", "run_up", "sam_env_vars"]
@@ -164,5 +165,6 @@ async def run_up(  # noqa: PLR0913 - keyword-only options of one command
             ]
             print("\n".join(lines), file=out, flush=True)
             dispatcher = session.dispatcher(session.runtimes())
-            await dispatcher.run()
+            with workflow_bridge(stack, dispatcher, announcer.stage):
+                await dispatcher.run()
     return 0
