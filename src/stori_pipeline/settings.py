@@ -148,6 +148,9 @@ class ScaleOutSettings:
         "MAX_ATTEMPTS",
         "RANGE_BYTES",
         "PARTITIONS",
+        # Set on every function by the template's Globals; the workflow's steps keep no
+        # idempotency records of their own (each step is idempotent by construction).
+        "IDEMPOTENCY_TABLE",
     )
 
     transactions_table: str

@@ -51,6 +51,7 @@ DLQ_OUTPUTS: Mapping[str, str] = {
     "ProcessTransactionRuleDLQUrl": "upload events EventBridge could not deliver",
     "SendUserEmailDLQUrl": "email invocations that failed after Lambda's retries",
     "EmailRuleDLQUrl": "summary events EventBridge could not deliver",
+    "IngestWorkflowDLQUrl": "large uploads whose ingest workflow failed (the job and the error)",
 }
 
 
