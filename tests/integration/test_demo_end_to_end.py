@@ -364,3 +364,44 @@ def test_demo_rejects_an_unsupported_locale(capsys: pytest.CaptureFixture[str]) 
         main(["demo", "--locale", "fr-FR"])
     assert exited.value.code == 2
     assert "(es, en)" in capsys.readouterr().err
+
+
+async def test_a_file_forced_through_the_workflow_gives_the_single_paths_results(
+    aws_endpoint: str, tmp_path: Path
+) -> None:
+    """`--parameter-overrides LargeObjectBytes=1 RangeBytes=4096`: the state machine on moto.
+
+    The upload takes the distributed path in many ranges, and its numbers, summaries and
+    rejected-rows report are those of the same file read by the single function.
+    """
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_synthetic(SyntheticSpec(rows=1500, accounts=3, seed=3, error_rate=0.03), out)
+    runs = {}
+    for name, overrides in (
+        ("single", ()),
+        ("distributed", ("LargeObjectBytes=1", "RangeBytes=4096")),
+    ):
+        report = await run_demo(
+            [path],
+            out_dir=tmp_path / name,
+            template=TEMPLATE,
+            endpoint=aws_endpoint,
+            stack_name=f"e2e-{name[:4]}",
+            parameter_overrides=overrides,
+        )
+        assert report.ok, report.problems
+        runs[name] = report.to_json()
+    single, split = (runs[n]["uploads"][0] for n in ("single", "distributed"))
+    assert single["path"] == "single"
+    assert single["ranges"] is None
+    assert split["path"] == "distributed"
+    assert split["ranges"] >= 8
+    for field in ("rowsRead", "rowsAccepted", "rowsRejected", "itemsWritten", "fileError"):
+        assert split[field] == single[field], field
+    assert Path(split["report"]).read_bytes() == Path(single["report"]).read_bytes()  # noqa: ASYNC240 - a small local file
+    for mine, theirs in zip(
+        runs["distributed"]["accounts"], runs["single"]["accounts"], strict=True
+    ):
+        assert mine["summaries"] == theirs["summaries"]
+        assert mine["rowsRejected"] == theirs["rowsRejected"]
