@@ -483,7 +483,7 @@ async def reduce(
             for piece, part in zip(kept, parts, strict=True):
                 if part["reportRows"]:
                     report.extend(
-                        await _read_key(store, f"{job.scratch}report/{piece['index']}.csv"),
+                        await store.get(f"report/{piece['index']}.csv"),
                         int(part["reportRows"]),
                     )
         ledger = _ledger(job, settings, clients)
@@ -502,17 +502,6 @@ async def reduce(
             started=started,
         )
     return {**outcome.to_json(), "path": "distributed", "ranges": ranges}
-
-
-async def _read_key(store: _Store, key: str) -> bytes:
-    try:
-        response = await store.client.get_object(Bucket=store.job.bucket, Key=key)
-        async with response["Body"] as body:
-            return bytes(await body.read())
-    except ClientError as exc:
-        raise AwsOperationError(
-            str(exc), service="s3", operation="GetObject", code=_code(exc)
-        ) from exc
 
 
 _Plain = Callable[[Job, Mapping[str, Any], _Store, ScaleOutSettings], Awaitable[dict[str, object]]]
