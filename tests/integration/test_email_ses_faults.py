@@ -192,7 +192,9 @@ def test_the_handler_raises_on_a_lasting_throttle_so_lambda_retries_then_dead_le
     from handlers import send_user_email  # noqa: PLC0415 - needs the env
 
     faults = SesFaults("TooManyRequestsException", times=1_000, status=429)
-    real_send = send_user_email.send_summary_email
+    import stori_pipeline.email as email_package  # noqa: PLC0415 - the handler imports it late
+
+    real_send = email_package.send_summary_email
 
     async def throttled(detail: Any, **kwargs: Any) -> Any:
         import aioboto3  # noqa: PLC0415
@@ -201,7 +203,7 @@ def test_the_handler_raises_on_a_lasting_throttle_so_lambda_retries_then_dead_le
             ses.meta.events.register("before-call.sesv2.SendEmail", faults.before_call)
             return await real_send(detail, ses=ses, **kwargs)
 
-    monkeypatch.setattr(send_user_email, "send_summary_email", throttled)
+    monkeypatch.setattr(email_package, "send_summary_email", throttled)
     context = FakeLambdaContext(function_name="send-user-email")
     with pytest.raises(RetriesExhaustedError):
         send_user_email.handler(summary_event(f"acc-{unique}", "c" * 32), context)  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ from tests.integration.test_email_aws import (  # noqa: F401 - fixtures are foun
     summary_event,
 )
 
-MONTH_ROWS = (r"July\s+2\s+60\.50\s+-10\.30", r"August\s+2\s+10\.00\s+-20\.46")
+# The deployment's default locale (es-MX) and currency (MXN).
+MONTH_ROWS = (r"Julio\s+2\s+\$60\.50\s+-\$10\.30", r"Agosto\s+2\s+\$10\.00\s+-\$20\.46")
 SLACK_SECONDS = 3.0
 
 
@@ -37,7 +38,7 @@ def assert_packaged_and_whole(message: Any) -> None:
     text = message.get_body(preferencelist=("plain",))
     assert html is not None
     assert text is not None
-    assert "Month by month" in html.get_content()
+    assert "Mes por mes" in html.get_content()
     for row in MONTH_ROWS:
         assert re.search(row, text.get_content()), row
 
