@@ -103,10 +103,9 @@ class _Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        if (
-            request.headers.get("X-Amz-Target") != BATCH_WRITE
-            or self.wire.table not in json.loads(body).get("RequestItems", {})
-        ):
+        if request.headers.get("X-Amz-Target") != BATCH_WRITE or self.wire.table not in json.loads(
+            body
+        ).get("RequestItems", {}):
             # Other operations, and the version ledger's own writes (objects table), pass.
             status, headers, answer = await self.forward(request, body)
             return web.Response(status=status, headers=headers, body=answer)
