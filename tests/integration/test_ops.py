@@ -31,6 +31,7 @@ DLQS = (
     "ProcessTransactionRuleDLQ",
     "SendUserEmailDLQ",
     "EmailRuleDLQ",
+    "IngestWorkflowDLQ",
 )
 MULTI = (
     b"TransactionId,Date,Amount,AccountId\n"

@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stori_pipeline.ingest.keys import transaction_key
+from stori_pipeline.ingest.keys import transaction_key, transaction_key_prefix
 from stori_pipeline.ingest.lean_dynamodb import LeanDynamoDB, TransportError, lean_client_for
 from stori_pipeline.ingest.resend import Leftover, error_code, resend_until_done
 from stori_pipeline.records import Transaction
@@ -83,7 +83,7 @@ class ItemEncoder:
 
     def __init__(self, *, bucket: str, key: str, etag: str) -> None:
         # Quoting is per character, so the quoted key prefix and the quoted id concatenate.
-        self._key_prefix = _quote(f"{key}#")[:-1]
+        self._key_prefix = _quote(transaction_key_prefix(key))[:-1]
         self._source = (
             f'"SourceBucket":{{"S":{_quote(bucket)}}},"SourceKey":{{"S":{_quote(key)}}},'
             f'"SourceETag":{{"S":{_quote(etag)}}},'

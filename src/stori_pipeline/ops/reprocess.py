@@ -122,7 +122,8 @@ def object_created_event(
         "key": obj.event_keys[0],
         "size": obj.size,
         "etag": obj.etag,
-        "sequencer": "0",
+        # No sequencer: S3's is unknown here, and a made-up one would order this run of the
+        # current version before it; without one the version ledger keeps the committed order.
     }
     if obj.version_id is not None:
         obj_detail["version-id"] = obj.version_id
