@@ -431,7 +431,7 @@ def test_status_lists_imports_outcomes_and_dead_letters(
     )
     queues = {q["name"]: q for q in report["deadLetterQueues"]}
     assert set(queues) == set(DLQS)
-    assert [q["waiting"] for q in queues.values()] == [1, 0, 0, 1]
+    assert [q["waiting"] for q in queues.values()] == [1, 0, 0, 1, 0]
     (letter,) = queues["EmailRuleDLQ"]["messages"]
     assert letter["what"] == f"summary of import {'f' * 32}, account Zed"
     assert letter["error"] == "SDK_CLIENT_ERROR: Lambda is throttled"

@@ -146,23 +146,26 @@ def test_the_demo_output_shows_keys_errors_and_addresses_literally() -> None:
     key = f"incoming/A1/{MARKUP}{ESCAPES}.csv"
     reporter.invocation(
         SimpleNamespace(
-            event={"detail": {"object": {"key": key}}},
-            ok=False,
-            error=f"Traceback\nValueError: {ESCAPES} {MARKUP}",
-            function="process-user-transaction",
-            attempt=1,
-            seconds=0.5,
-        )
+            line=lambda: f"process-user-transaction {key}: failed ({ESCAPES} {MARKUP})",
+            delivered=False,
+            final=True,
+        ),
+        SimpleNamespace(eml=f"out/{MARKUP}.eml", html=None),
     )
     reporter.stage(f"uploaded {key}")
     commands._print_account(
-        reporter.console,
+        reporter,
         SimpleNamespace(
+            account_id="A1",
             summaries=(),
             rows_rejected=0,
             items_written=0,
             events_routed=0,
-            emails=[SimpleNamespace(to=[f"{MARKUP}@x.example\x1b[8m"], eml="a.eml", html=None)],
+            deliveries=[
+                SimpleNamespace(
+                    email=SimpleNamespace(to=[f"{MARKUP}@x.example\x1b[8m"], eml="a.eml", html=None)
+                )
+            ],
         ),
     )
     text = out.getvalue()
@@ -172,7 +175,7 @@ def test_the_demo_output_shows_keys_errors_and_addresses_literally() -> None:
     assert "\u202e" not in text
     assert "\x1b[31mred" not in text  # rich colours "failed" red itself; not the key
     assert "\x1b[8m" not in text
-    assert text.count(MARKUP) == 4
+    assert text.count(MARKUP) == 5  # the key twice, the error, the email file, the address
 
 
 def test_the_helpers_escape_every_control_character_and_only_those() -> None:
