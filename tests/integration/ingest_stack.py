@@ -86,18 +86,7 @@ class IngestStack:
             Bucket=self.bucket,
             NotificationConfiguration={"EventBridgeConfiguration": {}},
         )
-        ddb.create_table(
-            TableName=self.table,
-            KeySchema=[
-                {"AttributeName": "AccountId", "KeyType": "HASH"},
-                {"AttributeName": "TransactionKey", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "AccountId", "AttributeType": "S"},
-                {"AttributeName": "TransactionKey", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        self.create_transactions_table(self.table)
         ddb.create_table(
             TableName=self.objects_table,
             KeySchema=[
@@ -125,6 +114,21 @@ class IngestStack:
             self.bus, f"sum-{self.suffix}", {"source": ["stori.pipeline"]}
         )
         return self
+
+    def create_transactions_table(self, name: str) -> None:
+        """A table with the Transactions key schema (SPEC §4) named ``name``."""
+        self.client("dynamodb").create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": "AccountId", "KeyType": "HASH"},
+                {"AttributeName": "TransactionKey", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "AccountId", "AttributeType": "S"},
+                {"AttributeName": "TransactionKey", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
     def create_idempotency_table(self) -> None:
         """The (empty) idempotency table; tests drop it to let a delivery through again."""

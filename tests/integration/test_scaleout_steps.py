@@ -64,18 +64,7 @@ async def run_workflow(job: Job, settings: ScaleOutSettings, endpoint: str) -> d
 
 def _second_table(stack: IngestStack) -> str:
     name = f"{stack.table}-distributed"
-    stack.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "AccountId", "KeyType": "HASH"},
-            {"AttributeName": "TransactionKey", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "AccountId", "AttributeType": "S"},
-            {"AttributeName": "TransactionKey", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    stack.create_transactions_table(name)
     return name
 
 

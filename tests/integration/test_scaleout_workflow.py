@@ -194,12 +194,7 @@ def test_a_large_upload_is_routed_to_one_execution_per_version(
     assert first["path"] == "distributed"
     # A repeated delivery (idempotency off: a new idempotency table) starts nothing new.
     stack.idempotency_table = f"{stack.idempotency_table}-2"
-    stack.client("dynamodb").create_table(
-        TableName=stack.idempotency_table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    stack.create_idempotency_table()
     monkeypatch.setenv("IDEMPOTENCY_TABLE", stack.idempotency_table)
     second = process_user_transaction.handler(event, FakeLambdaContext())
     # Step Functions answers a repeated name with the same input, while the first execution
