@@ -16,6 +16,8 @@ from stori_pipeline.records import Rejection
 
 __all__ = [
     "BODY_CHUNK_SIZE",
+    "CHANGED_CODES",
+    "MISSING_CODES",
     "REPORT_HEADER",
     "ObjectGoneError",
     "OpenedObject",
@@ -29,8 +31,9 @@ BODY_CHUNK_SIZE = 256 * 1024
 REPORT_HEADER = ("line", "id", "code", "detail")
 # Rejections stay in memory up to this size, then spill to a temporary file.
 _SPOOL_BYTES = 1024 * 1024
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
-_CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
+# S3 error codes of an object that is not there, and of one replaced since the event.
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
 
 
 class ObjectGoneError(PermanentError):
@@ -88,9 +91,9 @@ async def open_object(  # noqa: PLR0913 - the object identity plus options
             response = await client.get_object(Bucket=bucket, Key=key, IfMatch=etag, **version)
         except ClientError as exc:
             last_code = _code(exc)
-            if last_code in _MISSING_CODES:
+            if last_code in MISSING_CODES:
                 continue
-            if last_code in _CHANGED_CODES:
+            if last_code in CHANGED_CODES:
                 raise ObjectGoneError(bucket, keys, etag, last_code) from exc
             raise AwsOperationError(
                 str(exc), service="s3", operation="GetObject", code=last_code

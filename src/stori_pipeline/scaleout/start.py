@@ -14,18 +14,11 @@ from botocore.exceptions import ClientError
 
 from stori_pipeline.errors import AwsOperationError
 from stori_pipeline.ingest.keys import ObjectCreated, import_id
-from stori_pipeline.ingest.s3 import ObjectGoneError
+from stori_pipeline.ingest.resend import error_code
+from stori_pipeline.ingest.s3 import CHANGED_CODES, MISSING_CODES, ObjectGoneError
 from stori_pipeline.scaleout.steps import Job
 
 __all__ = ["execution_input", "start_workflow"]
-
-_MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
-_CHANGED = frozenset({"PreconditionFailed", "412"})
-
-
-def _code(exc: ClientError) -> str | None:
-    code = exc.response.get("Error", {}).get("Code")
-    return code if isinstance(code, str) else None
 
 
 def execution_input(job: Job) -> str:
@@ -45,10 +38,10 @@ async def _resolve(s3: Any, target: ObjectCreated) -> Job:  # noqa: ANN401 - aio
             # answers with 400; a newer version is a changed object either way.
             head = await s3.head_object(Bucket=target.bucket, Key=key, **version)
         except ClientError as exc:
-            last = _code(exc)
-            if last in _MISSING:
+            last = error_code(exc)
+            if last in MISSING_CODES:
                 continue
-            if last in _CHANGED:
+            if last in CHANGED_CODES:
                 raise ObjectGoneError(target.bucket, target.keys, target.etag, last) from exc
             raise AwsOperationError(
                 str(exc), service="s3", operation="HeadObject", code=last
@@ -96,9 +89,9 @@ async def start_workflow(
             stateMachineArn=state_machine_arn, name=job.import_id, input=execution_input(job)
         )
     except ClientError as exc:
-        if _code(exc) == "ExecutionAlreadyExists":
+        if error_code(exc) == "ExecutionAlreadyExists":
             return {"status": "duplicate", **summary}
         raise AwsOperationError(
-            str(exc), service="stepfunctions", operation="StartExecution", code=_code(exc)
+            str(exc), service="stepfunctions", operation="StartExecution", code=error_code(exc)
         ) from exc
     return {"status": "started", "executionArn": started["executionArn"], **summary}

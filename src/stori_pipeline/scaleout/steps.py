@@ -33,7 +33,8 @@ from stori_pipeline.ingest.dynamodb import DynamoDBTransactionSink
 from stori_pipeline.ingest.events import EventBridgePublisher
 from stori_pipeline.ingest.keys import account_from_key, report_key
 from stori_pipeline.ingest.pipeline import IngestResult, fan_out, finish_import
-from stori_pipeline.ingest.s3 import ObjectGoneError, RejectionReport
+from stori_pipeline.ingest.resend import error_code
+from stori_pipeline.ingest.s3 import CHANGED_CODES, MISSING_CODES, ObjectGoneError, RejectionReport
 from stori_pipeline.ingest.versions import ObjectVersion, VersionLedger
 from stori_pipeline.records import FileErrorCode
 from stori_pipeline.retry import RetryPolicy
@@ -130,11 +131,6 @@ class Clients:
     events: Any
 
 
-def _code(exc: ClientError) -> str | None:
-    code = exc.response.get("Error", {}).get("Code")
-    return code if isinstance(code, str) else None
-
-
 class _Store:
     """The object being ingested and its scratch prefix."""
 
@@ -162,8 +158,8 @@ class _Store:
                 **version,
             )
         except ClientError as exc:
-            code = _code(exc)
-            if code in {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}:
+            code = error_code(exc)
+            if code in MISSING_CODES | CHANGED_CODES:
                 raise ObjectGoneError(job.bucket, (job.key,), job.etag, code) from exc
             raise AwsOperationError(
                 str(exc), service="s3", operation="GetObject", code=code
@@ -182,7 +178,7 @@ class _Store:
             )
         except ClientError as exc:
             raise AwsOperationError(
-                str(exc), service="s3", operation="PutObject", code=_code(exc)
+                str(exc), service="s3", operation="PutObject", code=error_code(exc)
             ) from exc
 
     async def get(self, name: str) -> bytes:
@@ -195,7 +191,7 @@ class _Store:
                 return bytes(await body.read())
         except ClientError as exc:
             raise AwsOperationError(
-                str(exc), service="s3", operation="GetObject", code=_code(exc)
+                str(exc), service="s3", operation="GetObject", code=error_code(exc)
             ) from exc
 
     async def put_json(self, name: str, value: object) -> None:
