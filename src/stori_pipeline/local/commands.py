@@ -204,6 +204,16 @@ def _print_account(reporter: _ConsoleReporter, account: Any) -> None:
         reporter.text("  no summary event, no email", "yellow")
 
 
+def _run_local(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run a local-stack command until done or signalled; no worker process outlives it."""
+    from stori_pipeline.local.dispatcher import stop_worker_processes  # noqa: PLC0415
+
+    try:
+        return asyncio.run(_until_signalled(work))
+    finally:
+        stop_worker_processes()
+
+
 def _stopped(exc: _Stopped, what: str) -> int:
     print(f"stori-pipeline: {what} stopped ({exc})", file=sys.stderr)
     return EXIT_SIGNALLED + exc.signum
@@ -217,17 +227,15 @@ def _demo(args: argparse.Namespace) -> int:
     reporter = _ConsoleReporter(human)
     try:
         files = _files(args.files)
-        report = asyncio.run(
-            _until_signalled(
-                run_demo(
-                    files,
-                    account=args.account,
-                    out_dir=out,
-                    template=Path(args.template) if args.template else find_template(),
-                    reporter=reporter,
-                    parameter_overrides=args.parameter_overrides,
-                    locale=args.locale,
-                )
+        report = _run_local(
+            run_demo(
+                files,
+                account=args.account,
+                out_dir=out,
+                template=Path(args.template) if args.template else find_template(),
+                reporter=reporter,
+                parameter_overrides=args.parameter_overrides,
+                locale=args.locale,
             )
         )
     except StoriPipelineError as exc:
@@ -261,18 +269,16 @@ def _local_up(args: argparse.Namespace) -> int:
     from stori_pipeline.local.up import run_up  # noqa: PLC0415 - local extra
 
     try:
-        return asyncio.run(
-            _until_signalled(
-                run_up(
-                    template=Path(args.template) if args.template else None,
-                    out_dir=Path(args.out),
-                    port=args.port,
-                    host=args.host,
-                    out=sys.stdout,
-                    accounts=tuple(args.account or ["AccountId123"]),
-                    parameter_overrides=args.parameter_overrides,
-                    locale=args.locale,
-                )
+        return _run_local(
+            run_up(
+                template=Path(args.template) if args.template else None,
+                out_dir=Path(args.out),
+                port=args.port,
+                host=args.host,
+                out=sys.stdout,
+                accounts=tuple(args.account or ["AccountId123"]),
+                parameter_overrides=args.parameter_overrides,
+                locale=args.locale,
             )
         )
     except StoriPipelineError as exc:

@@ -59,6 +59,7 @@ __all__ = [
     "Runtime",
     "ThreadRuntime",
     "drain_dead_letters",
+    "stop_worker_processes",
 ]
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -297,6 +298,24 @@ class ProcessRuntime:
                 worker.process.kill()
         for worker in workers:
             worker.stop()
+
+
+def stop_worker_processes() -> None:
+    """Leave no process behind when the local stack exits.
+
+    Kills any worker still running (each runtime normally has) and then stops
+    multiprocessing's resource tracker, which the first spawned worker started: left alone,
+    it only notices this process has gone after the fact and outlives it for a moment.
+    """
+    from multiprocessing import resource_tracker  # noqa: PLC0415 - only needed at exit
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(STOP_GRACE_SECONDS)
+    # No public API stops it; ``_stop`` (3.8+) closes its pipe and waits for it to exit.
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # noqa: SLF001
+    if callable(stop):
+        stop()
 
 
 # --- the dispatcher --------------------------------------------------------------------------
