@@ -127,15 +127,6 @@ def test_a_processed_file_and_its_replay(book: OutcomeBook) -> None:
     assert other_run.outcome is Outcome.PROCESSED
 
 
-def test_an_event_too_large_is_not_delivered(book: OutcomeBook) -> None:
-    """A stored file whose summary event was too large did not deliver that account."""
-    described = book.describe(call(INGEST, UPLOAD, ingested(eventsSkipped=["A1"])))
-    assert described.outcome is Outcome.PROCESSED
-    assert described.too_large == ("A1",)
-    assert "event too large for A1" in described.reason
-    assert not described.delivered
-
-
 def test_an_object_not_processed(book: OutcomeBook) -> None:
     """A skipped object (gone, not an upload) says so with the handler's reason."""
     result = {"status": "skipped", "reason": "the object is gone"}

@@ -36,7 +36,7 @@ exit status:
   0    everything delivered: every file stored and its summaries published, every summary
        emailed (a duplicate delivery skipped by idempotency counts as delivered)
   1    something was not delivered (a rejected file, an unknown user, an invalid address,
-       an event too large, a dead-lettered event: each is listed), or the stack failed
+       an invalid event, a dead-lettered event: each is listed), or the stack failed
   130  stopped by Ctrl-C; 143 stopped by SIGTERM
 """
 
@@ -176,8 +176,6 @@ def _print_upload(reporter: _ConsoleReporter, upload: Any) -> None:
         reporter.text(f"  file rejected: {upload.file_error} ({upload.file_error_reason})", "red")
     elif not upload.delivered:
         reporter.text(f"  {upload.reason}", "red")
-    if upload.events_too_large:
-        reporter.text(f"  event too large for {', '.join(upload.events_too_large)}", "red")
     if upload.report is not None:
         reporter.text(f"  rejected rows report: {upload.report}")
 

@@ -248,7 +248,6 @@ class UploadReport:
     rows_rejected: int | None = None
     items_written: int | None = None
     events_published: int | None = None
-    events_too_large: tuple[str, ...] = ()
     file_error: str | None = None
     file_error_reason: str | None = None
     accounts: tuple[str, ...] = ()
@@ -258,7 +257,7 @@ class UploadReport:
     @property
     def delivered(self) -> bool:
         """Stored, and every account's summary event published."""
-        return self.outcome == Outcome.PROCESSED and not self.events_too_large
+        return self.outcome == Outcome.PROCESSED
 
     def to_json(self) -> dict[str, Any]:
         """The upload's part of ``demo --json`` (``uploads[]``)."""
@@ -274,7 +273,6 @@ class UploadReport:
             "rowsRejected": self.rows_rejected,
             "itemsWritten": self.items_written,
             "eventsPublished": self.events_published,
-            "eventsTooLarge": list(self.events_too_large),
             "fileError": self.file_error,
             "fileErrorReason": self.file_error_reason,
             "accounts": list(self.accounts),
@@ -317,7 +315,6 @@ def upload_report(
         rows_rejected=result.get("rowsRejected") if processed else None,
         items_written=result.get("itemsWritten") if processed else None,
         events_published=result.get("eventsPublished") if processed else None,
-        events_too_large=first.too_large,
         file_error=result.get("fileError"),
         file_error_reason=result.get("fileErrorDetail"),
         accounts=tuple(str(a) for a in result.get("accounts") or ()),

@@ -53,8 +53,7 @@ _EMAIL_REASONS = {
 class Described:
     """One invocation's outcome: what it was about, how it ended and why.
 
-    ``message_id`` is the SES message id of the email this invocation sent (``SENT`` only);
-    ``too_large`` the accounts whose summary event exceeded EventBridge's limit.
+    ``message_id`` is the SES message id of the email this invocation sent (``SENT`` only).
     """
 
     invocation: Invocation
@@ -62,12 +61,11 @@ class Described:
     subject: str
     reason: str = ""
     message_id: str | None = None
-    too_large: tuple[str, ...] = ()
 
     @property
     def delivered(self) -> bool:
         """Whether the event's work got done (an email sent, a file stored and announced)."""
-        return self.outcome in _DELIVERED and not self.too_large
+        return self.outcome in _DELIVERED
 
     @property
     def final(self) -> bool:
@@ -164,7 +162,6 @@ class OutcomeBook:
             detail = result.get("fileErrorDetail")
             reason = str(result["fileError"]) + (f": {detail}" if detail else "")
             return Described(invocation, Outcome.FILE_REJECTED, subject, reason)
-        too_large = tuple(str(a) for a in result.get("eventsSkipped") or ())
         referenced = [str(a) for a in result.get("eventsReferenced") or ()]
         reason = (
             f"{result.get('rowsRead', 0):,} rows read, {result.get('rowsAccepted', 0):,} "
@@ -176,9 +173,7 @@ class OutcomeBook:
             reason += f" (distributed: {result.get('ranges')} ranges)"
         if referenced:
             reason += f"; summary stored in S3 and referenced for {', '.join(referenced)}"
-        if too_large:
-            reason += f"; event too large for {', '.join(too_large)} (no email)"
-        return Described(invocation, Outcome.PROCESSED, subject, reason, too_large=too_large)
+        return Described(invocation, Outcome.PROCESSED, subject, reason)
 
 
 def _subject(event: dict[str, Any]) -> str:
