@@ -1,9 +1,13 @@
 """Ingest benchmarks: the client's CPU against a fast endpoint, and throughput against moto.
 
-**Fast endpoint** (``--fast``; first in a default run): a small HTTP server in another process
-answers BatchWriteItem, PutEvents and the S3 object GET at once, so only the client is
-measured. On one generated file (100,000 rows by default) it reports items/s and the client's
-CPU-seconds per 100,000 items (``time.process_time``, all threads) side by side for:
+**Fast endpoint** (``--fast``; first in a default run): a small stateful stand-in for
+DynamoDB, EventBridge and S3 in another process (``bench/fast_endpoint.py``) answers at once,
+so only the client is measured. It keeps the tables, so ``ingest_object`` runs end to end —
+the version ledger's conditional ``UpdateItem``, ``GetItem``, ``Query`` and entry writes
+included — and every run is checked afterwards (every item stored, the ledger committed, one
+event per account): a broken run stops the benchmark instead of printing a fast number. On
+one generated file (100,000 rows by default) it reports items/s and the client's CPU-seconds
+per 100,000 items (``time.process_time``, all threads) side by side for:
 
 - the raw aiobotocore loop: pre-built 25-item ``batch_write_item`` requests, 16 coroutines,
   one client configured as ``ingest_object`` configures its own (no parameter validation);
@@ -46,8 +50,8 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -58,8 +62,8 @@ from aiobotocore.config import AioConfig
 from boto3.dynamodb.types import TypeDeserializer
 
 from rss import peak_rss_kib  # bench/rss.py (the script's own folder)
+from stori_pipeline.ingest import IngestResult, ingest_object, transaction_item
 from stori_pipeline.ingest import dynamodb as dynamodb_sink
-from stori_pipeline.ingest import ingest_object, transaction_item
 from stori_pipeline.records import Transaction
 from stori_pipeline.settings import DEFAULT_NUM_WORKERS, IngestSettings
 from stori_pipeline.stream import TransactionStream, file_chunks
@@ -283,48 +287,28 @@ async def throughput(
 # --- the fast endpoint: only the client is measured --------------------------------------
 
 FAST_WORKERS = 16
-_BATCH_OK = b'{"UnprocessedItems":{}}'
-
-
-def fast_endpoint(port: int, path: str) -> None:
-    """Answer BatchWriteItem, PutEvents and S3 GET/PUT/DELETE of ``path`` at once (a child)."""
-    from aiohttp import web  # noqa: PLC0415 - only this child process needs it
-
-    data = Path(path).read_bytes()
-    etag = f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324 - S3's ETag is an MD5
-    # Real DynamoDB sends a CRC32 of every answer, and both client paths check it.
-    batch_headers = {"x-amz-crc32": str(zlib.crc32(_BATCH_OK))}
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        target = request.headers.get("X-Amz-Target", "")
-        if target.endswith("BatchWriteItem"):
-            return web.Response(
-                body=_BATCH_OK, headers=batch_headers, content_type="application/x-amz-json-1.0"
-            )
-        if target.endswith("PutEvents"):
-            count = len(json.loads(body)["Entries"])
-            answer = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}] * count}
-            return web.Response(
-                body=json.dumps(answer).encode(), content_type="application/x-amz-json-1.1"
-            )
-        if request.method == "GET":
-            return web.Response(body=data, headers={"ETag": etag})
-        if request.method == "DELETE":
-            return web.Response(status=204)
-        return web.Response(headers={"ETag": etag})
-
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+FAST_TABLE = "fast"
+FAST_OBJECTS = "fast-objects"
+# bench/fast_endpoint.py: the stateful stand-in for DynamoDB, EventBridge and S3.
+FAST_ENDPOINT = Path(__file__).resolve().parent / "fast_endpoint.py"
 
 
 def cpu_per_100k(cpu: float, items: int) -> float:
     return cpu / items * 100_000
 
 
-async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> tuple[float, float]:
-    """(items/s, CPU-s per 100k items) of one async case; clients built outside the timing."""
+@dataclass
+class FastRun:
+    """One timed case: what it wrote, its wall and CPU seconds, the pipeline's result."""
+
+    items: int
+    wall: float
+    cpu: float
+    result: IngestResult | None = None
+
+
+async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> FastRun:
+    """One async case; clients built and warmed up outside the timing."""
     session = aioboto3.Session(region_name="us-east-1")
     config = AioConfig(max_pool_connections=FAST_WORKERS + 2)
     async with (
@@ -337,17 +321,19 @@ async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> tu
         session.client("events", endpoint_url=endpoint, config=config) as events,
     ):
         settings = IngestSettings(
-            transactions_table="fast",
-            objects_table="fast",
+            transactions_table=FAST_TABLE,
+            objects_table=FAST_OBJECTS,
             event_bus_name=BUS,
             idempotency_table="unused",
             num_workers=FAST_WORKERS,
         )
-        # One warm-up request each, so connection set-up and lazy imports are not timed.
-        await dynamodb.batch_write_item(RequestItems={"fast": fixture["requests"][0]})
+        # One warm-up request each, so connection set-up and lazy imports are not timed
+        # (it writes 25 of the items every case writes anyway).
+        await dynamodb.batch_write_item(RequestItems={FAST_TABLE: fixture["requests"][0]})
         started, cpu = time.perf_counter(), time.process_time()
         if case == "raw":
-            items = await raw_ceiling(dynamodb, "fast", fixture["requests"], FAST_WORKERS)
+            items = await raw_ceiling(dynamodb, FAST_TABLE, fixture["requests"], FAST_WORKERS)
+            result = None
         else:
             result = await ingest_object(
                 BUCKET,
@@ -360,17 +346,17 @@ async def fast_aio_case(endpoint: str, case: str, fixture: dict[str, Any]) -> tu
             )
             items = result.items_written
         cpu, wall = time.process_time() - cpu, time.perf_counter() - started
-    return items / wall, cpu_per_100k(cpu, items)
+    return FastRun(items, wall, cpu, result)
 
 
-def fast_boto3_case(endpoint: str, fixture: dict[str, Any]) -> tuple[float, float]:
+def fast_boto3_case(endpoint: str, fixture: dict[str, Any]) -> FastRun:
     """boto3's batch_writer, one resource per thread (resources are not thread-safe)."""
     plain: list[dict[str, Any]] = fixture["plain"]
     chunk = -(-len(plain) // FAST_WORKERS)
     tables = [
         boto3.session.Session(region_name="us-east-1")
         .resource("dynamodb", endpoint_url=endpoint)
-        .Table("fast")
+        .Table(FAST_TABLE)
         for _ in range(FAST_WORKERS)
     ]
 
@@ -390,7 +376,50 @@ def fast_boto3_case(endpoint: str, fixture: dict[str, Any]) -> tuple[float, floa
     for thread in threads:
         thread.join()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - started
-    return len(plain) / wall, cpu_per_100k(cpu, len(plain))
+    return FastRun(len(plain), wall, cpu)
+
+
+def fresh_tables(client: Client) -> None:
+    """Empty transactions and objects tables on the fast endpoint, before each case."""
+    for name, keys in (
+        (FAST_TABLE, ("AccountId", "TransactionKey")),
+        (FAST_OBJECTS, ("ObjectId", "Entry")),
+    ):
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+            client.delete_table(TableName=name)
+        client.create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": keys[0], "KeyType": "HASH"},
+                {"AttributeName": keys[1], "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+def verify(client: Client, case: str, run: FastRun, fixture: dict[str, Any]) -> None:
+    """Fail unless the case stored every item (and the pipeline finished its import).
+
+    Read back from the endpoint, so a run that silently wrote nothing, or stopped half-way,
+    cannot print a fast number.
+    """
+    expected = len(fixture["plain"])
+    stored = client.scan(TableName=FAST_TABLE, Select="COUNT")["Count"]
+    problems = []
+    if run.items != expected or stored != expected:
+        problems.append(f"{run.items} items reported, {stored} stored, {expected} expected")
+    if run.result is not None:
+        if run.result.events_published != fixture["accounts"]:
+            problems.append(f"{run.result.events_published} events, {fixture['accounts']} expected")
+        marker = client.get_item(
+            TableName=FAST_OBJECTS,
+            Key={"ObjectId": {"S": f"{BUCKET}/{fixture['key']}"}, "Entry": {"S": "version"}},
+        ).get("Item", {})
+        if marker.get("ETag", {}).get("S") != fixture["etag"] or "LeaseETag" in marker:
+            problems.append(f"the version ledger did not commit: {marker}")
+    if problems:
+        raise RuntimeError(f"fast endpoint, case {case}: " + "; ".join(problems))
 
 
 FAST_CASES = {
@@ -402,7 +431,7 @@ FAST_CASES = {
 
 
 def fast_bench(rows: int, repeat: int) -> dict[str, Any]:
-    """Every case against the fast endpoint, interleaved, best of ``repeat``."""
+    """Every case against the fast endpoint, interleaved, best of ``repeat``, each verified."""
     path = generate(rows)
     key = f"incoming/bench/{path.name}"
     data = path.read_bytes()
@@ -415,29 +444,43 @@ def fast_bench(rows: int, repeat: int) -> dict[str, Any]:
     ]
     deserializer = TypeDeserializer()
     plain = [{k: deserializer.deserialize(v) for k, v in item.items()} for item in typed]
-    fixture = {"key": key, "etag": etag, "requests": requests, "plain": plain}
+    accounts = len({tx.account_id for tx in transactions})
+    fixture = {
+        "key": key,
+        "etag": etag,
+        "requests": requests,
+        "plain": plain,
+        "accounts": accounts,
+    }
     best: dict[str, tuple[float, float]] = {}
     port = free_port()
-    with server([__file__, "--fast-endpoint", str(port), str(path)], port) as endpoint:
+    argv = [str(FAST_ENDPOINT), str(port), str(path), BUCKET, key]
+    with server(argv, port) as endpoint:
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
         for _ in range(repeat):
             for case in FAST_CASES:
+                fresh_tables(client)
                 if case == "boto3":
-                    rate, cpu = fast_boto3_case(endpoint, fixture)
+                    run = fast_boto3_case(endpoint, fixture)
                 else:
                     # The SDK path: the sink finds no lean client for the aiobotocore client.
                     sdk = mock.patch.object(dynamodb_sink, "lean_client_for", return_value=None)
                     with sdk if case == "pipeline-sdk" else contextlib.nullcontext():
-                        rate, cpu = asyncio.run(fast_aio_case(endpoint, case, fixture))
+                        run = asyncio.run(fast_aio_case(endpoint, case, fixture))
+                verify(client, case, run, fixture)
+                rate, cpu = run.items / run.wall, cpu_per_100k(run.cpu, run.items)
                 old_rate, old_cpu = best.get(case, (0.0, float("inf")))
                 best[case] = (max(rate, old_rate), min(cpu, old_cpu))
+        client.close()
     raw_cpu = best["raw"][1]
-    print(f"fast endpoint, {len(transactions):,} items, best of {repeat}:")
+    print(f"fast endpoint, {len(transactions):,} items, {accounts} accounts, best of {repeat}:")
     print(f"  {'case':<48} {'items/s':>9} {'CPU-s/100k':>11} {'x raw':>6}")
     for case, label in FAST_CASES.items():
         rate, cpu = best[case]
         print(f"  {label:<48} {rate:9.0f} {cpu:11.2f} {cpu / raw_cpu:6.2f}")
     ratio = best["pipeline"][1] / raw_cpu
-    print(f"  pipeline CPU / raw aiobotocore CPU = {ratio:.2f} (target <= 0.5)", flush=True)
+    print(f"  pipeline CPU / raw aiobotocore CPU = {ratio:.2f} (target <= 0.5)")
+    print("  every run verified: all items stored, the ledger committed, events sent", flush=True)
     return {"items": len(transactions), "cases": best, "ratio": ratio}
 
 
@@ -531,14 +574,10 @@ def main() -> None:
     parser.add_argument("--fast-rows", type=int, default=100_000)
     parser.add_argument("--fast-repeat", type=int, default=3, help="best of N per case")
     parser.add_argument("--null-dynamodb", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--fast-endpoint", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.null_dynamodb:
         null_dynamodb(args.null_dynamodb)
-        return
-    if args.fast_endpoint:
-        fast_endpoint(int(args.fast_endpoint[0]), args.fast_endpoint[1])
         return
     if args.rss_child:
         moto, dynamo, key, etag, workers = args.rss_child

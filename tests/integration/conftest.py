@@ -8,11 +8,14 @@ Each test gets its own resource names (``unique``) so tests never see each other
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aioboto3
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from stori_pipeline.settings import EmailSettings
 
 REGION = "us-east-1"
 
@@ -58,3 +61,51 @@ async def dynamodb(aio_session: aioboto3.Session, aws_endpoint: str) -> AsyncIte
     """A DynamoDB client on the moto server."""
     async with aio_session.client("dynamodb", endpoint_url=aws_endpoint) as client:
         yield client
+
+
+EmailResources = Callable[..., EmailSettings]
+
+
+@pytest.fixture
+def email_resources(aws_endpoint: str, unique: str) -> EmailResources:
+    """Make the email function's resources on moto; return their settings.
+
+    Call it with the Users table's rows (``{account: {attribute: text}}``): it creates that
+    table, the idempotency table and the templates bucket, and verifies the sender's address
+    (``sender_name=`` makes the sender ``Name <address>``; only the address is verified).
+    """
+
+    def create(
+        users: dict[str, dict[str, str]], *, sender_name: str | None = None
+    ) -> EmailSettings:
+        address = f"no-reply-{unique}@stori.example"
+        settings = EmailSettings(
+            users_table=f"users-{unique}",
+            templates_bucket=f"templates-{unique}",
+            sender_email=f"{sender_name} <{address}>" if sender_name else address,
+            # Not "idempotency-": tests/integration/ingest_stack.py's table has that name.
+            idempotency_table=f"email-idem-{unique}",
+        )
+        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_endpoint)
+        for table, key in (
+            (settings.users_table, "AccountId"),
+            (settings.idempotency_table, "id"),
+        ):
+            dynamodb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        for account, attributes in users.items():
+            item = {"AccountId": {"S": account}} | {k: {"S": v} for k, v in attributes.items()}
+            dynamodb.put_item(TableName=settings.users_table, Item=item)
+        boto3.client("s3", region_name=REGION, endpoint_url=aws_endpoint).create_bucket(
+            Bucket=settings.templates_bucket
+        )
+        boto3.client("ses", region_name=REGION, endpoint_url=aws_endpoint).verify_email_identity(
+            EmailAddress=address
+        )
+        return settings
+
+    return create

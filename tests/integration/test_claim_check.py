@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from handlers.process_user_transaction import handler as ingest_handler
@@ -20,7 +19,8 @@ from stori_pipeline.email import InvalidSummaryEventError, TemplateCache, send_s
 from stori_pipeline.ingest.events import MAX_ENTRY_BYTES
 from stori_pipeline.retry import set_testing
 from stori_pipeline.settings import EmailSettings
-from tests.integration.ingest_stack import REGION, FakeLambdaContext, IngestStack
+from tests.integration.conftest import EmailResources
+from tests.integration.ingest_stack import FakeLambdaContext, IngestStack
 from tests.integration.test_email_aws import sent_messages
 
 MONTHS = [(year, month) for year in range(1900, 2101) for month in range(1, 13)]
@@ -62,34 +62,10 @@ def ingested(stack: IngestStack) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def mail(aws_endpoint: str, unique: str) -> tuple[EmailSettings, str]:
+def mail(email_resources: EmailResources, unique: str) -> tuple[EmailSettings, str]:
     """Users (Big -> an address), templates bucket, verified sender; the recipient."""
-    settings = EmailSettings(
-        users_table=f"users-{unique}",
-        templates_bucket=f"templates-{unique}",
-        sender_email=f"no-reply-{unique}@stori.example",
-        idempotency_table=f"email-idem-{unique}",
-    )
     recipient = f"big-{unique}@example.com"
-    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_endpoint)
-    for table, key in ((settings.users_table, "AccountId"), (settings.idempotency_table, "id")):
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    dynamodb.put_item(
-        TableName=settings.users_table,
-        Item={"AccountId": {"S": "Big"}, "Email": {"S": recipient}, "Name": {"S": "Big"}},
-    )
-    boto3.client("s3", region_name=REGION, endpoint_url=aws_endpoint).create_bucket(
-        Bucket=settings.templates_bucket
-    )
-    boto3.client("ses", region_name=REGION, endpoint_url=aws_endpoint).verify_email_identity(
-        EmailAddress=settings.sender_email
-    )
-    return settings, recipient
+    return email_resources({"Big": {"Email": recipient, "Name": "Big"}}), recipient
 
 
 def test_an_oversized_summary_is_sent_by_reference_and_a_small_one_inline(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
-import boto3
 import pytest
 from moto.backends import get_backend
 
@@ -27,6 +26,7 @@ from stori_pipeline.email import (
     send_summary_email,
 )
 from stori_pipeline.settings import EmailSettings
+from tests.integration.conftest import EmailResources
 
 REGION = "us-east-1"
 MOTO_ACCOUNT = "123456789012"
@@ -71,23 +71,9 @@ async def ses(aio_session: aioboto3.Session, aws_endpoint: str) -> AsyncIterator
 
 
 @pytest.fixture
-def stack(aws_endpoint: str, unique: str) -> Stack:
+def stack(email_resources: EmailResources, unique: str) -> Stack:
     """Users table (with users), templates bucket, verified sender, idempotency table."""
-    settings = EmailSettings(
-        users_table=f"users-{unique}",
-        templates_bucket=f"templates-{unique}",
-        sender_email=f"Stori <no-reply-{unique}@stori.example>",
-        idempotency_table=f"idempotency-{unique}",
-    )
     recipient = f"ana-{unique}@example.com"
-    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_endpoint)
-    for table, key in ((settings.users_table, "AccountId"), (settings.idempotency_table, "id")):
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
     users = {
         f"acc-{unique}": {"Email": recipient, "Name": "Ana García"},
         f"en-{unique}": {"Email": f"ann-{unique}@example.com", "Name": "Ann", "Locale": "en-US"},
@@ -95,16 +81,7 @@ def stack(aws_endpoint: str, unique: str) -> Stack:
         f"bad-{unique}": {"Email": "not an address", "Name": "Bo"},
         f"noemail-{unique}": {"Name": "Cy"},
     }
-    for account, attrs in users.items():
-        item = {"AccountId": {"S": account}} | {k: {"S": v} for k, v in attrs.items()}
-        dynamodb.put_item(TableName=settings.users_table, Item=item)
-    boto3.client("s3", region_name=REGION, endpoint_url=aws_endpoint).create_bucket(
-        Bucket=settings.templates_bucket
-    )
-    boto3.client("ses", region_name=REGION, endpoint_url=aws_endpoint).verify_email_identity(
-        EmailAddress=f"no-reply-{unique}@stori.example"
-    )
-    return Stack(settings, recipient)
+    return Stack(email_resources(users, sender_name="Stori"), recipient)
 
 
 class GetObjectBodies:

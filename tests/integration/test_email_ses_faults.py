@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 
 from stori_pipeline.email import EmailRejectedError, TemplateCache, send_summary_email
@@ -21,7 +20,8 @@ from stori_pipeline.email.ses import SEND_POLICY
 from stori_pipeline.errors import RetriesExhaustedError
 from stori_pipeline.retry import set_testing
 from stori_pipeline.settings import EmailSettings
-from tests.integration.ingest_stack import REGION, FakeLambdaContext
+from tests.integration.conftest import EmailResources
+from tests.integration.ingest_stack import FakeLambdaContext
 from tests.integration.test_email_aws import sent_messages, summary_event
 
 
@@ -60,34 +60,10 @@ class _Status:
 
 
 @pytest.fixture
-def mail(aws_endpoint: str, unique: str) -> tuple[EmailSettings, str]:
+def mail(email_resources: EmailResources, unique: str) -> tuple[EmailSettings, str]:
     """A user, the templates bucket, a verified sender; the recipient."""
-    settings = EmailSettings(
-        users_table=f"users-{unique}",
-        templates_bucket=f"templates-{unique}",
-        sender_email=f"no-reply-{unique}@stori.example",
-        idempotency_table=f"idem-{unique}",
-    )
     recipient = f"ana-{unique}@example.com"
-    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_endpoint)
-    for table, key in ((settings.users_table, "AccountId"), (settings.idempotency_table, "id")):
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    dynamodb.put_item(
-        TableName=settings.users_table,
-        Item={"AccountId": {"S": f"acc-{unique}"}, "Email": {"S": recipient}},
-    )
-    boto3.client("s3", region_name=REGION, endpoint_url=aws_endpoint).create_bucket(
-        Bucket=settings.templates_bucket
-    )
-    boto3.client("ses", region_name=REGION, endpoint_url=aws_endpoint).verify_email_identity(
-        EmailAddress=settings.sender_email
-    )
-    return settings, recipient
+    return email_resources({f"acc-{unique}": {"Email": recipient}}), recipient
 
 
 async def send(
