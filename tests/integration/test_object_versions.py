@@ -126,6 +126,18 @@ def test_accounts_the_new_version_no_longer_has_lose_their_rows(stack: IngestSta
     assert sorted(e["Entry"]["S"] for e in entries) == ["account#Alice", "version"]
 
 
+def test_the_deleted_count_adds_up_every_accounts_rows(stack: IngestStack) -> None:
+    """Accounts are cleaned concurrently; the reported count is every old row deleted."""
+    key = "incoming/shared/many.csv"
+    accounts = ["Alice", "Bob", "Carol", "Dave"]
+    old = "".join(f"{i},7/{i % 28 + 1},{i}.25,{a}\n" for a in accounts for i in range(1, 61))
+    invoke(stack.upload(key, b"Id,Date,Amount,AccountId\n" + old.encode()))
+    second = invoke(stack.upload(key, b"Id,Date,Amount,AccountId\n999,8/1,5,Alice\n"))
+
+    assert len(rows(stack)) == 1
+    assert second["itemsDeleted"] == len(accounts) * 60
+
+
 def test_another_key_sharing_the_prefix_keeps_its_rows(stack: IngestStack) -> None:
     """Replacing "x.csv" leaves "x.csv#2.csv" alone, though its TransactionKeys start alike."""
     invoke(stack.upload("incoming/A1/x.csv", FOUR))

@@ -338,20 +338,19 @@ class VersionLedger:
         return entries
 
     async def _clean(self, accounts: Sequence[str]) -> int:
-        deleted = [0]
         limit = asyncio.Semaphore(_CLEAN_CONCURRENCY)
 
-        async def clean(account: str) -> None:
+        async def clean(account: str) -> int:
             async with limit:
-                deleted[0] += await self._clean_account(account)
+                return await self._clean_account(account)
 
         try:
             async with asyncio.TaskGroup() as group:
-                for account in accounts:
-                    group.create_task(clean(account))
+                tasks = [group.create_task(clean(account)) for account in accounts]
         except ExceptionGroup as failure:
             raise failure.exceptions[0] from failure
-        return deleted[0]
+        # Each task's own count: a shared counter updated across awaits loses updates.
+        return sum(task.result() for task in tasks)
 
     async def _clean_account(self, account: str) -> int:
         version = self.version
