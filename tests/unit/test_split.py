@@ -205,6 +205,20 @@ def test_crlf_cut_between_cr_and_lf_counts_one_line() -> None:
         _assert_same(data, "Acc1", range_bytes)
 
 
+def test_a_slice_starting_with_a_blank_line_after_a_cr_header_keeps_that_line() -> None:
+    r"""The header's lone \r and a slice's leading \n are two line ends, not one \r\n.
+
+    Found by the chaotic-quoting property test: the last record's line was one too low.
+    """
+    for data in (
+        b'Id,Date,Transaction\r""""\n\n"',
+        b"Id,Date,Transaction\r1,7/15,1\n\n\n2,7/16,x\n",
+        b"Id,Date,Transaction\r\r\n1,7/15,1\n\n2,bad,2",
+    ):
+        for range_bytes in range(1, len(data)):
+            _assert_same(data, "Acc1", range_bytes)
+
+
 def test_unterminated_quote_at_the_end_matches_the_single_read() -> None:
     """A truncated upload (open quote at the end of the object) ends the same way."""
     data = b'Id,Date,Transaction\n1,7/15,1\n2,7/16,"2\n3,7/17,3\n'

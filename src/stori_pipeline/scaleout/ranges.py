@@ -52,7 +52,15 @@ async def chunks_of(data: bytes, chunk_size: int = 256 * 1024) -> AsyncIterator[
 
 
 async def with_header(header: bytes, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The header's bytes, then the slice's: what one slice's read is given."""
+    r"""The header's bytes, then the slice's: what one slice's read is given.
+
+    A header ending in a lone ``\r`` gets its ``\n``: a slice that starts with ``\n`` (a
+    blank line after a record ending in ``\n``) would otherwise join it into one ``\r\n``
+    and lose a line. In the object itself a ``\n`` never follows the header's ``\r`` (it
+    would belong to the header), so for the first slice this changes nothing either.
+    """
+    if header.endswith(b"\r"):
+        header += b"\n"
     if header:
         yield header
     async for chunk in body:
