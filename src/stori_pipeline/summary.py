@@ -699,6 +699,18 @@ class AccountSummaries(Sequence[AccountSummary]):
         keys, order = self._keys_and_order()
         yield from _ledger_json_texts(ledger, keys, order, compact=compact)
 
+    def account_ids(self) -> Iterator[str]:
+        """The accounts' ids in order (:meth:`json_texts`'s order), without their summaries."""
+        if self._frozen is not None:
+            for summary in self._frozen:
+                yield summary.account_id
+            return
+        ledger = self._ledger
+        assert ledger is not None
+        names = ledger.accounts
+        for index, _start, _end in self._keys_and_order()[1]:
+            yield names[index]
+
     def __len__(self) -> int:
         """How many accounts have a summary."""
         if self._frozen is not None:

@@ -15,7 +15,9 @@ import pytest
 
 from stori_pipeline import AccountSummary, Flow, Ledger, MonthSummary
 from stori_pipeline.cli import main
+from stori_pipeline.ingest.events import EventBridgePublisher, summary_entries
 from stori_pipeline.records import Rejection
+from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
 from stori_pipeline.summary import AccountSummaries, account_json_text
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
@@ -197,3 +199,47 @@ def test_json_chunks_of_a_merged_tuple() -> None:
     for chunk in result.json_chunks(chunk_chars=10):
         stream.write(chunk)
     assert stream.getvalue() == json.dumps(result.to_json(), ensure_ascii=False)
+
+
+class _Store:
+    """Records claim-checked summaries (fake)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put(self, key: str, body: bytes) -> dict[str, object]:
+        self.objects[key] = body
+        return {"bucket": "b", "key": key, "bytes": len(body)}
+
+
+def test_events_from_the_buckets_are_the_same_bytes() -> None:
+    """summary_entries from the lazy view: the entries and claim checks of frozen summaries."""
+    ledger = _ledger()
+    for year in range(1900, 2101):  # 2,412 months: over 256 KB, so claim-checked
+        for month in range(1, 13):
+            ledger.add("Big", year, month, year * 100 + month)
+            ledger.add("Big", year, month, -month)
+    view = ledger.summaries()
+    publisher = EventBridgePublisher(object(), "bus", policy=RetryPolicy())
+    identity = {
+        "import_id": "é" * 32,
+        "bucket": "b",
+        "key": "k/ñ.csv",
+        "etag": "e",
+        "rows_rejected": 3,
+    }
+    runs = []
+    for summaries in (view, tuple(view)):
+        store = _Store()
+        entries = asyncio.run(summary_entries(publisher, store, summaries=summaries, **identity))
+        runs.append((entries, store.objects))
+    assert runs[0] == runs[1]
+    (entries, referenced), objects = runs[0]
+    assert referenced == ["Big"]
+    assert len(objects) == 1
+    assert [json.loads(e["Detail"]).get("summary", {}).get("accountId") for e in entries] == [
+        "A",
+        "B",
+        None,
+        "C",
+    ]
