@@ -6,6 +6,10 @@ collection, and its young collections keep re-scanning the batches in flight. No
 can free anything (the aggregation makes no reference cycles), yet at 50,000 accounts it was
 a tenth of the run. :func:`collections_deferred` raises the thresholds while it is entered
 and restores them after, so cyclic garbage of other code is still collected, only later.
+
+Full collections are deferred always; young ones only when asked (``young=True``): a reader
+with nothing else running (``summarize``) makes no garbage worth collecting early, while an
+ingest's AWS clients make cyclic garbage per request, which young collections should free.
 """
 
 from __future__ import annotations
@@ -29,16 +33,16 @@ class _State:
 
 
 @contextmanager
-def collections_deferred() -> Iterator[None]:
+def collections_deferred(*, young: bool = False) -> Iterator[None]:
     """Raise the collector's thresholds for the block; restore them when the last block ends.
 
     Nests and interleaves (concurrent tasks may each enter it): only the outermost entry saves
-    the thresholds and only the last exit restores them.
+    the thresholds and only the last exit restores them (an inner ``young`` changes nothing).
     """
     if _State.depth == 0:
         _State.saved = gc.get_threshold()
-        young, middle, _old = _State.saved
-        gc.set_threshold(max(young, _YOUNG_THRESHOLD), middle, _OLD_THRESHOLD)
+        first, middle, _old = _State.saved
+        gc.set_threshold(max(first, _YOUNG_THRESHOLD) if young else first, middle, _OLD_THRESHOLD)
     _State.depth += 1
     try:
         yield

@@ -500,7 +500,7 @@ async def summarize_stream(
 ) -> ImportResult:
     """Read a whole file and return its summary, without building per-row values."""
     stream = TransactionStream(chunks, account=account, on_reject=on_reject, collect=False)
-    with collections_deferred():  # the ledger's buckets are no garbage to look for
+    with collections_deferred(young=True):  # the ledger's buckets are no garbage to look for
         async for _ in stream:
             pass
     return stream.result()

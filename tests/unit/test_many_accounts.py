@@ -154,6 +154,7 @@ def test_view_reads_like_the_tuple_of_frozen_summaries() -> None:
     assert view[1:] == expected[1:]
     assert isinstance(view[1:], tuple)
     assert list(view) == list(expected)
+    assert list(view.account_ids()) == ["A", "B", "C"]
     assert view != expected[:2]
     assert view != list(expected)  # a tuple is never equal to a list either
     texts = [json.dumps(s.to_json(), ensure_ascii=False) for s in expected]
@@ -171,6 +172,7 @@ def test_view_is_frozen_before_the_ledger_changes() -> None:
     ledger.add("A", 2024, 1, -5)
     ledger.append_all([ledger.pending(ledger.account_key("E") | 3)], [100])
     assert view == before
+    assert list(view.account_ids()) == ["A", "B", "C"]
     assert [json.loads(t) for t in view.json_texts()] == [s.to_json() for s in before]
     after = ledger.summaries()
     assert after is not view

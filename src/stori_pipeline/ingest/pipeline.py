@@ -38,7 +38,7 @@ from stori_pipeline.records import Rejection, Transaction
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.settings import IngestSettings
 from stori_pipeline.stream import ImportResult, TransactionStream
-from stori_pipeline.summary import AccountSummary
+from stori_pipeline.summary import AccountSummaries, AccountSummary
 
 __all__ = [
     "EventPublisher",
@@ -142,7 +142,11 @@ class IngestResult:
             "fileError": self.file_error,
             "fileErrorDetail": self.file_error_detail,
             "reportKey": self.report_key,
-            "accounts": [s.account_id for s in self.summaries],
+            "accounts": list(
+                self.summaries.account_ids()  # the ids alone: no summary is built
+                if isinstance(self.summaries, AccountSummaries)
+                else (s.account_id for s in self.summaries)
+            ),
             "durationSeconds": round(self.duration, 3),
         }
 
@@ -176,7 +180,7 @@ async def fan_out(
             written[index] += await sink.write(batch)
 
     try:
-        # The ledger's buckets are no garbage to look for (gc_pause): young collections go on.
+        # The ledger's buckets are no garbage to look for (gc_pause); young collections go on.
         with collections_deferred():
             async with asyncio.TaskGroup() as group:
                 group.create_task(reader(), name="ingest-reader")
