@@ -755,6 +755,12 @@ class AccountSummaries(Sequence[AccountSummary]):
         """A count, not every summary."""
         return f"<AccountSummaries of {len(self)} accounts>"
 
+    def __reduce__(
+        self,
+    ) -> tuple[type[tuple[AccountSummary, ...]], tuple[tuple[AccountSummary, ...]]]:
+        """Pickled and copied as the tuple of its summaries (a copy needs no ledger)."""
+        return tuple, (tuple(self),)
+
 
 def _dumps(value: object, separators: tuple[str, str]) -> str:
     return json.dumps(value, separators=separators, ensure_ascii=False)
