@@ -271,6 +271,10 @@ class Ledger:
         self._pending_count = 0
         self._view: weakref.ref[AccountSummaries] | None = None
 
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """Pickled without its view of the summaries (a weak reference)."""
+        return None, {name: getattr(self, name) for name in Ledger.__slots__} | {"_view": None}
+
     def account_key(self, account_id: str) -> int:
         """The account's part of a bucket key, registering the account when it is new.
 

@@ -7,8 +7,10 @@ The streamed document must be byte for byte what ``json.dumps`` made of the froz
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -155,6 +157,8 @@ def test_view_reads_like_the_tuple_of_frozen_summaries() -> None:
     assert isinstance(view[1:], tuple)
     assert list(view) == list(expected)
     assert list(view.account_ids()) == ["A", "B", "C"]
+    assert pickle.loads(pickle.dumps(view)) == expected
+    assert copy.deepcopy(ImportResult(1, 1, 0, view)).accounts == expected
     assert view != expected[:2]
     assert view != list(expected)  # a tuple is never equal to a list either
     texts = [json.dumps(s.to_json(), ensure_ascii=False) for s in expected]
@@ -176,6 +180,7 @@ def test_view_is_frozen_before_the_ledger_changes() -> None:
     assert [json.loads(t) for t in view.json_texts()] == [s.to_json() for s in before]
     after = ledger.summaries()
     assert after is not view
+    assert pickle.loads(pickle.dumps(ledger)).summaries() == after
     assert [s.account_id for s in after] == ["A", "B", "C", "E"]
     assert after[0].debit == Flow(2, -6)
 
