@@ -54,8 +54,8 @@ format: $(SYNCED) ## apply ruff's formatter and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(SYNCED) ## the core benchmark: summarize vs a bare csv.reader, 1M rows, peak RSS
-	$(VENV)/bin/python bench/bench_summarize.py --rss
+bench: $(SYNCED) ## the core benchmark: summarize vs a bare csv.reader, 1M rows, peak RSS, many accounts
+	$(VENV)/bin/python bench/bench_summarize.py --rss --accounts-sweep
 
 bench-ingest: $(SYNCED) ## the ingest benchmarks: client CPU on a fast endpoint, then moto
 	$(VENV)/bin/python bench/bench_ingest.py

@@ -1,11 +1,17 @@
 """Core benchmark: `summarize`'s parse+validate+aggregate path against a bare csv.reader loop.
 
 Usage: python bench/bench_summarize.py [--rows 1000000] [--accounts 20] [--repeat 5] [--rss]
+       [--accounts-sweep]
 
 Both sides read the same generated file in one run, interleaved, and each side's best time of
 ``--repeat`` is kept: on a shared 2-core machine the minimum is the least noisy estimate. The
 printed ratio is rows/s of summarize over rows/s of the bare loop (target: >= 0.2). ``--rss``
 also measures peak RSS of the real command on 1M and 4M rows, each in a fresh process.
+
+``--accounts-sweep`` is the many-accounts case (issue 13 §2): `summarize --json` (read, then
+the JSON written to /dev/null) on 1M rows over 20 and over 50,000 accounts, interleaved, best
+of three (target: 50,000 accounts within 3x of 20), and its peak RSS in a fresh process at
+50,000 and 200,000 accounts (targets: 250 and 400 MB).
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from rss import peak_rss_kib  # bench/rss.py (the script's own folder)
-from stori_pipeline.records import RowValidator
+from stori_pipeline.records import Rejection, RowValidator
 from stori_pipeline.stream import file_chunks, summarize_stream
 from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
 
@@ -53,6 +60,16 @@ def summarize(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def summarize_json(path: Path) -> float:
+    """Time `summarize --json`'s work: read the file, write its JSON document to /dev/null."""
+    start = time.perf_counter()
+    rejected: list[Rejection] = []
+    result = asyncio.run(summarize_stream(file_chunks(path), on_reject=rejected.append))
+    with Path(os.devnull).open("w", encoding="utf-8") as out:
+        out.writelines(result.json_chunks(rejected))
+    return time.perf_counter() - start
+
+
 def summarize_row_at_a_time(path: Path) -> float:
     """Time the same path with the column-wise path off: the exact row-by-row loop."""
     # The benchmark reaches into the validator on purpose: it compares its two paths.
@@ -65,12 +82,16 @@ def summarize_row_at_a_time(path: Path) -> float:
 
 
 def peak_rss_mb(path: Path) -> float:
-    """Peak RSS of `stori-pipeline summarize --json` on the file, in a fresh process."""
+    """Peak RSS of `stori-pipeline summarize --json` on the file, in a fresh process.
+
+    The output goes to /dev/null, as to a pipe or a file: held in memory (a StringIO), the
+    document itself would be measured.
+    """
     code = (
-        "import io, contextlib\n"
+        "import contextlib, os\n"
         "from rss import peak_rss_kib\n"
         "from stori_pipeline.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "with open(os.devnull, 'w') as out, contextlib.redirect_stdout(out):\n"
         f"    main(['summarize', {str(path)!r}, '--json'])\n"
         "print(peak_rss_kib())\n"
     )
@@ -84,6 +105,22 @@ def peak_rss_mb(path: Path) -> float:
     return int(out.split()[-1]) / 1024
 
 
+def accounts_sweep(rows: int, repeat: int) -> None:
+    """The many-accounts case side by side: time at 20 vs 50,000 accounts, peak RSS."""
+    few, many = ensure_file(rows, 20, 0.0), ensure_file(rows, 50_000, 0.0)
+    times: dict[Path, list[float]] = {few: [], many: []}
+    for _ in range(repeat):
+        for path in (few, many):
+            times[path].append(summarize_json(path))
+    a, b = min(times[few]), min(times[many])
+    print(f"\nmany accounts: summarize --json, {rows:,} rows (best of {repeat}, interleaved)")
+    print(f"   20 accounts              {a:>8.2f} s")
+    print(f"   50,000 accounts          {b:>8.2f} s   ratio {b / a:.2f}x  (target <= 3x)")
+    for accounts, target in ((50_000, 250), (200_000, 400)):
+        rss = peak_rss_mb(ensure_file(rows, accounts, 0.0))
+        print(f"   peak RSS {accounts:>7,} accounts {rss:>6.0f} MB  (target <= {target} MB)")
+
+
 def main() -> None:
     """Run the comparison and print a small report."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -92,6 +129,11 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS at 1M and 4M")
+    parser.add_argument(
+        "--accounts-sweep",
+        action="store_true",
+        help="also the many-accounts case: 20 vs 50,000 accounts, peak RSS at 50k and 200k",
+    )
     args = parser.parse_args()
 
     path = ensure_file(args.rows, args.accounts, args.error_rate)
@@ -113,6 +155,8 @@ def main() -> None:
         for rows in (1_000_000, 4_000_000):
             rss = peak_rss_mb(ensure_file(rows, args.accounts, 0.0))
             print(f"peak RSS summarize {rows:>9,} rows  {rss:>8.0f} MB")
+    if args.accounts_sweep:
+        accounts_sweep(args.rows, min(args.repeat, 3))
 
 
 if __name__ == "__main__":

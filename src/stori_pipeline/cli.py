@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import metadata
@@ -64,9 +63,13 @@ def _summarize(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc.strerror or exc}")
     if args.json:
-        # json.dumps, not json.dump: only the one-shot form uses the C encoder (json.dump
-        # streams through the pure-Python one, 20 s for a file of 50,000 accounts).
-        sys.stdout.write(json_text(json.dumps(result.to_json(rejected), ensure_ascii=False)) + "\n")
+        # Streamed account by account from the integer buckets (ImportResult.json_chunks):
+        # json.dumps of result.to_json() held the summaries three times (frozen values, dicts,
+        # one string), and json.dump streams through the pure-Python encoder (20 s at 50,000
+        # accounts).
+        for chunk in result.json_chunks(rejected):
+            sys.stdout.write(json_text(chunk))
+        sys.stdout.write("\n")
     else:
         _print_table(result, rejected, sys.stdout)
     if result.file_error is not None:

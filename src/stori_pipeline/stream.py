@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
+import json
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
 from pathlib import Path
 
 from aiocsv import AsyncReader
 
 from stori_pipeline.errors import FileRejectedError
+from stori_pipeline.gc_pause import collections_deferred
 from stori_pipeline.records import FileErrorCode, Rejection, RowValidator, Transaction
-from stori_pipeline.summary import AccountSummary
+from stori_pipeline.summary import AccountSummaries, AccountSummary
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -60,12 +70,19 @@ codecs.register_error("stori-pipeline-escape", _escape_and_count)
 
 @dataclass(frozen=True, slots=True, repr=False)
 class ImportResult:
-    """What reading one file produced. ``file_error`` is a SPEC §2 file-level code or ``None``."""
+    """What reading one file produced. ``file_error`` is a SPEC §2 file-level code or ``None``.
+
+    ``accounts`` are the summaries, sorted by account id: read from a file, a lazy
+    :class:`~stori_pipeline.summary.AccountSummaries` that builds each summary from the
+    ledger's integer buckets as it is read (it indexes, iterates and compares equal like the
+    tuple of the same summaries, which it was before), so 200,000 accounts are never held as
+    frozen values all at once; merged from slices, a tuple.
+    """
 
     rows_read: int
     rows_accepted: int
     rows_rejected: int
-    accounts: tuple[AccountSummary, ...]
+    accounts: Sequence[AccountSummary]
     file_error: FileErrorCode | None = None
     file_error_detail: str | None = None
     file_error_line: int | None = None
@@ -93,6 +110,52 @@ class ImportResult:
             "rejected": [r.to_json() for r in rejected or []],
             "fileError": None if self.file_error is None else str(self.file_error),
         }
+
+    def json_chunks(
+        self, rejected: Iterable[Rejection] = (), *, chunk_chars: int = 1 << 20
+    ) -> Iterator[str]:
+        """``json.dumps(self.to_json(rejected), ensure_ascii=False)`` in pieces of ~``chunk_chars``.
+
+        Each account's text is written straight from the ledger's integer buckets
+        (:meth:`AccountSummaries.json_texts`): memory follows one account, not the document.
+        """
+        dumps = json.JSONEncoder(ensure_ascii=False).encode
+        accounts = self.accounts
+        texts: Iterable[str] = (
+            accounts.json_texts()
+            if isinstance(accounts, AccountSummaries)
+            else (dumps(a.to_json()) for a in accounts)
+        )
+        file_error = None if self.file_error is None else str(self.file_error)
+        head = (
+            f'{{"rowsRead": {self.rows_read}, "rowsAccepted": {self.rows_accepted}, '
+            f'"rowsRejected": {self.rows_rejected}, "accounts": ['
+        )
+        pieces = chain(
+            (head,),
+            _separated(texts),
+            ('], "rejected": [',),
+            _separated(dumps(r.to_json()) for r in rejected),
+            (f'], "fileError": {dumps(file_error)}}}',),
+        )
+        buffer: list[str] = []
+        size = 0
+        for piece in pieces:
+            buffer.append(piece)
+            size += len(piece)
+            if size >= chunk_chars:
+                yield "".join(buffer)
+                buffer.clear()
+                size = 0
+        yield "".join(buffer)
+
+
+def _separated(texts: Iterable[str]) -> Iterator[str]:
+    """The texts with ``", "`` between them (a JSON array's items, as ``json.dumps`` writes)."""
+    separator = ""
+    for text in texts:
+        yield separator + text
+        separator = ", "
 
 
 async def file_chunks(path: str | Path, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
@@ -437,6 +500,7 @@ async def summarize_stream(
 ) -> ImportResult:
     """Read a whole file and return its summary, without building per-row values."""
     stream = TransactionStream(chunks, account=account, on_reject=on_reject, collect=False)
-    async for _ in stream:
-        pass
+    with collections_deferred(young=True):  # the ledger's buckets are no garbage to look for
+        async for _ in stream:
+            pass
     return stream.result()

@@ -8,18 +8,30 @@ summary of the whole by adding bucket to bucket.
 
 from __future__ import annotations
 
+import json
+import weakref
+from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from itertools import repeat
-from operator import lt
-from typing import Any
+from json.encoder import encode_basestring  # the C encoder's, as json.dumps uses
+from operator import lshift, lt, or_
+from typing import Any, overload
 
 from stori_pipeline.money import average_cents, cents_to_decimal, format_cents
 
-__all__ = ["MONTH_NAMES", "AccountSummary", "Flow", "Ledger", "MonthSummary", "add_to_buckets"]
+__all__ = [
+    "MONTH_NAMES",
+    "AccountSummaries",
+    "AccountSummary",
+    "Flow",
+    "Ledger",
+    "MonthSummary",
+    "add_to_buckets",
+]
 
 # English on purpose: the locale of a Lambda sandbox is not the customer's language.
 MONTH_NAMES = (
@@ -213,6 +225,22 @@ def _cents(text: object) -> int:
     return int(value)
 
 
+class _PendingLists(dict[int, "list[int] | None"]):
+    """Bucket key -> its pending amounts; a missing key gets its (new, empty) list on lookup.
+
+    A negative key (a row with no bucket) gets ``None`` and is not stored.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, key: int) -> list[int] | None:
+        if key < 0:
+            return None
+        amounts: list[int] = []
+        self[key] = amounts
+        return amounts
+
+
 class Ledger:
     """A mutable accumulator of per-account, per-month buckets (the hot path's target).
 
@@ -232,15 +260,20 @@ class Ledger:
 
     ACCOUNT_SHIFT = 16  # year * 16 + month < 2**16 for every year SPEC §2 admits
     PENDING_LIMIT = 1 << 16  # amounts held before folding: about 2 MB of ints
-    __slots__ = ("_index", "_pending", "_pending_count", "accounts", "buckets")
+    __slots__ = ("_index", "_pending", "_pending_count", "_view", "accounts", "buckets")
 
     def __init__(self) -> None:
         """Start empty."""
         self.buckets: dict[int, list[int]] = {}
         self.accounts: list[str] = []
         self._index: dict[str, int] = {}
-        self._pending: dict[int, list[int]] = {}
+        self._pending = _PendingLists()
         self._pending_count = 0
+        self._view: weakref.ref[AccountSummaries] | None = None
+
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """Pickled without its view of the summaries (a weak reference)."""
+        return None, {name: getattr(self, name) for name in Ledger.__slots__} | {"_view": None}
 
     def account_key(self, account_id: str) -> int:
         """The account's part of a bucket key, registering the account when it is new.
@@ -255,6 +288,8 @@ class Ledger:
 
     def add(self, account_id: str, year: int | None, month: int, amount_cents: int) -> None:
         """Fold one accepted amount in."""
+        if self._view is not None:
+            self._changing()
         key = self.account_key(account_id) | ((year or 0) * 16 + month)
         add_to_buckets(self.buckets, (key,), (amount_cents,))
 
@@ -264,21 +299,20 @@ class Ledger:
         The same list serves the bucket for the ledger's lifetime (folding empties it in
         place), so callers may keep it, e.g. in a cache keyed on raw field text.
         """
-        amounts = self._pending.get(key)
+        amounts = self._pending[key]
         if amounts is None:
-            amounts = self._pending[key] = []
+            raise ValueError(f"a bucket key is never negative: {key}")
         return amounts
 
     def pending_lists(self, keys: Sequence[int]) -> list[list[int] | None]:
         """:meth:`pending` of each key, ``None`` for a negative key (a row that has no bucket)."""
-        try:
-            return list(map(self._pending.__getitem__, keys))
-        except KeyError:
-            pass  # a bucket without a list yet, or a negative key
-        return [None if key < 0 else self.pending(key) for key in keys]
+        # One C-level pass: only a key without a list yet calls back (_PendingLists).
+        return list(map(self._pending.__getitem__, keys))
 
     def append_all(self, targets: Iterable[list[int]], amounts_cents: Sequence[int]) -> None:
         """Append each amount to its target list (from :meth:`pending`), in one C-level pass."""
+        if self._view is not None:
+            self._changing()
         # map() of the unbound list.append calls it at C speed; a zero-length deque drains it.
         deque(map(list.append, targets, amounts_cents), maxlen=0)
         self._pending_count += len(amounts_cents)
@@ -309,30 +343,484 @@ class Ledger:
             amounts.clear()
         self._pending_count = 0
 
-    def summaries(self) -> tuple[AccountSummary, ...]:
-        """Frozen summaries, sorted by account id; months in SPEC §3 order."""
-        self.flush()
-        months: dict[int, list[MonthSummary]] = {}
-        mask = (1 << self.ACCOUNT_SHIFT) - 1
-        buckets = self.buckets
-        for key in sorted(buckets):  # ints sort several times faster than (int, list) pairs
-            count, credit_count, credit_cents, debit_count, debit_cents = buckets[key]
-            month_key = key & mask
-            months.setdefault(key >> self.ACCOUNT_SHIFT, []).append(
-                MonthSummary(
-                    month_key // 16 or None,
-                    month_key % 16,
-                    count,
-                    Flow(credit_count, credit_cents),
-                    Flow(debit_count, debit_cents),
-                )
-            )
-        return tuple(
-            sorted(
-                (AccountSummary(self.accounts[index], tuple(m)) for index, m in months.items()),
-                key=lambda summary: summary.account_id,
+    def summaries(self) -> AccountSummaries:
+        """The summaries, sorted by account id; months in SPEC §3 order.
+
+        A lazy, read-only sequence (:class:`AccountSummaries`): each summary is built from the
+        integer buckets when it is read, so memory follows one account, not every account.
+        It compares equal to the tuple of the same frozen summaries. Adding to the ledger
+        afterwards (:meth:`add`, :meth:`append_all`) first freezes it, so it never changes.
+        """
+        view = None if self._view is None else self._view()
+        if view is None:
+            view = AccountSummaries(self)
+            self._view = weakref.ref(view)
+        return view
+
+    def _changing(self) -> None:
+        """Freeze the summaries handed out, before the ledger changes under them."""
+        view = None if self._view is None else self._view()
+        self._view = None
+        if view is not None:
+            view.freeze()
+
+    def month_rows(self, keys: Iterable[int]) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """Each key's ``(month key, count, credit count, credit cents, debit count, debit cents)``.
+
+        From its bucket and the amounts still pending for it: nothing is folded in.
+        """
+        buckets, pending, mask = self.buckets, self._pending, (1 << self.ACCOUNT_SHIFT) - 1
+        bucket = None
+        for key in keys:
+            if buckets:  # empty when a file of many accounts never filled PENDING_LIMIT
+                bucket = buckets.get(key)
+            if bucket is None:
+                count = credit_count = credit_cents = debit_count = debit_cents = 0
+            else:
+                count, credit_count, credit_cents, debit_count, debit_cents = bucket
+            amounts = pending.get(key)
+            if amounts:
+                count += len(amounts)
+                if len(amounts) < _FEW:
+                    for amount in amounts:
+                        if amount > 0:
+                            credit_count += 1
+                            credit_cents += amount
+                        elif amount < 0:
+                            debit_count += 1
+                            debit_cents += amount
+                else:
+                    positive = list(filter(_POSITIVE, amounts))
+                    credit_count += len(positive)
+                    total = sum(positive)
+                    credit_cents += total
+                    debit_count += len(amounts) - len(positive) - amounts.count(0)
+                    debit_cents += sum(amounts) - total
+            yield key & mask, count, credit_count, credit_cents, debit_count, debit_cents
+
+    def _bucket_stats(self, stats: MutableSequence[int]) -> list[int]:  # noqa: C901, PLR0912 - one loop, per bucket
+        """Append each bucket's five figures to ``stats``; return the keys in the same order.
+
+        One pass in the ledger's own order (the order its lists and amounts were made in, so
+        mostly the order they lie in memory): several times faster than key by key.
+        """
+        keys: list[int] = []
+        add_key, extend, buckets = keys.append, stats.extend, self.buckets
+        bucket = None
+        for key, amounts in self._pending.items():
+            if buckets:  # empty when a file of many accounts never filled PENDING_LIMIT
+                bucket = buckets.get(key)
+            if bucket is None:
+                if not amounts:
+                    continue  # a list made for rows that were then rejected
+                count = credit_count = credit_cents = debit_count = debit_cents = 0
+            else:
+                count, credit_count, credit_cents, debit_count, debit_cents = bucket
+            if amounts:
+                count += len(amounts)
+                if len(amounts) < _FEW:
+                    for amount in amounts:
+                        if amount > 0:
+                            credit_count += 1
+                            credit_cents += amount
+                        elif amount < 0:
+                            debit_count += 1
+                            debit_cents += amount
+                else:
+                    positive = list(filter(_POSITIVE, amounts))
+                    credit_count += len(positive)
+                    total = sum(positive)
+                    credit_cents += total
+                    debit_count += len(amounts) - len(positive) - amounts.count(0)
+                    debit_cents += sum(amounts) - total
+            add_key(key)
+            extend((count, credit_count, credit_cents, debit_count, debit_cents))
+        pending = self._pending
+        for key, bucket in buckets.items():
+            if key not in pending:  # filled by add_to_buckets alone
+                add_key(key)
+                extend(bucket)
+        return keys
+
+    def _bucket_index(self) -> _BucketIndex:
+        """A snapshot of the buckets with rows, for reading in account id order."""
+        stats: MutableSequence[int] = array("q")
+        try:
+            keys = self._bucket_stats(stats)
+        except OverflowError:  # a total past 2**63 cents: Python ints, then
+            stats = []
+            keys = self._bucket_stats(stats)
+        bits = max(len(keys), 1).bit_length()
+        # key << bits | slot: sorted, the keys in order, each with where its figures are.
+        packed = sorted(map(or_, map(lshift, keys, repeat(bits)), range(len(keys))))
+        del keys
+        spans: dict[int, tuple[int, int]] = {}
+        shift, current, start = bits + self.ACCOUNT_SHIFT, -1, 0
+        for position, item in enumerate(packed):
+            index = item >> shift
+            if index != current:
+                if current >= 0:
+                    spans[current] = (start, position)
+                current, start = index, position
+        if current >= 0:
+            spans[current] = (start, len(packed))
+        names = self.accounts
+        order = [(index, *spans[index]) for index in sorted(spans, key=names.__getitem__)]
+        return _BucketIndex(packed, bits, stats, order)
+
+
+class _BucketIndex:
+    """A ledger's buckets with rows, snapshotted for reading account by account in id order.
+
+    ``stats[5 * slot : 5 * slot + 5]`` are a bucket's ``count, credit count, credit cents,
+    debit count, debit cents``; ``packed`` holds each bucket's ``key << bits | slot``, sorted;
+    ``order`` is ``(account index, start, end)`` of each account's span of ``packed``, by
+    account id. About 80 bytes a bucket.
+    """
+
+    __slots__ = ("bits", "order", "packed", "stats")
+
+    def __init__(
+        self,
+        packed: list[int],
+        bits: int,
+        stats: MutableSequence[int],
+        order: list[tuple[int, int, int]],
+    ) -> None:
+        self.packed, self.bits, self.stats, self.order = packed, bits, stats, order
+
+    def months(self, start: int, end: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """:meth:`Ledger.month_rows` of the buckets ``packed[start:end]``."""
+        bits, stats = self.bits, self.stats
+        slot_mask, month_mask = (1 << bits) - 1, (1 << Ledger.ACCOUNT_SHIFT) - 1
+        for item in self.packed[start:end]:
+            slot = (item & slot_mask) * 5
+            count, credit_count, credit_cents, debit_count, debit_cents = stats[slot : slot + 5]
+            month = (item >> bits) & month_mask
+            yield month, count, credit_count, credit_cents, debit_count, debit_cents
+
+
+_MONTH_JSON = (
+    '{"year": %s, "month": %d, "transactionCount": %d, '
+    '"credit": {"count": %d, "total": "%s", "average": %s}, '
+    '"debit": {"count": %d, "total": "%s", "average": %s}}'
+)
+_ACCOUNT_JSON = (
+    '{"accountId": %s, "balance": "%s", "transactionCount": %d, '
+    '"credit": {"count": %d, "total": "%s", "average": %s}, '
+    '"debit": {"count": %d, "total": "%s", "average": %s}, "months": [%s]}'
+)
+
+
+def _compact(template: str) -> str:
+    # The templates hold no text of their own with ", " or ": " but their separators.
+    return template.replace(", ", ",").replace(": ", ":")
+
+
+def _money(cents: int) -> str:
+    """:func:`~stori_pipeline.money.format_cents`, inlined where it runs per month."""
+    if cents < 0:
+        whole, frac = divmod(-cents, 100)
+        return f"-{whole}.{frac:02d}"
+    whole, frac = divmod(cents, 100)
+    return f"{whole}.{frac:02d}"
+
+
+def _flow_texts(count: int, cents: int) -> tuple[str, str]:
+    """A flow's ``total`` and ``average`` as JSON values (the average quoted, or ``null``)."""
+    if not count:
+        return "0.00", "null"
+    total = _money(cents)
+    if count == 1:
+        return total, f'"{total}"'
+    return total, f'"{_money(average_cents(cents, count))}"'
+
+
+def account_json_text(
+    account_id: str, rows: Iterable[tuple[int, int, int, int, int, int]], *, compact: bool = False
+) -> str:
+    """One account's SPEC §3 JSON text, straight from its month rows (:meth:`Ledger.month_rows`).
+
+    Exactly ``json.dumps(summary.to_json(), ensure_ascii=False)`` (with ``separators=(",",
+    ":")`` when ``compact``), without building the summary or its dicts.
+    """
+    month_json = _COMPACT_MONTH_JSON if compact else _MONTH_JSON
+    months: list[str] = []
+    append = months.append
+    total = credit_count = credit_cents = debit_count = debit_cents = 0
+    for key, count, c_count, c_cents, d_count, d_cents in rows:
+        total += count
+        credit_count += c_count
+        credit_cents += c_cents
+        debit_count += d_count
+        debit_cents += d_cents
+        # The common month of a file of many accounts: one credit or none, one debit or none.
+        if c_count == 1:
+            c_total = _money(c_cents)
+            c_average = f'"{c_total}"'
+        else:
+            c_total, c_average = _flow_texts(c_count, c_cents)
+        if d_count == 1:
+            d_total = _money(d_cents)
+            d_average = f'"{d_total}"'
+        else:
+            d_total, d_average = _flow_texts(d_count, d_cents)
+        append(
+            month_json
+            % (
+                key >> 4 or "null",
+                key & 15,
+                count,
+                c_count,
+                c_total,
+                c_average,
+                d_count,
+                d_total,
+                d_average,
             )
         )
+    c_total, c_average = _flow_texts(credit_count, credit_cents)
+    d_total, d_average = _flow_texts(debit_count, debit_cents)
+    return (_COMPACT_ACCOUNT_JSON if compact else _ACCOUNT_JSON) % (
+        encode_basestring(account_id),
+        _money(credit_cents + debit_cents),
+        total,
+        credit_count,
+        c_total,
+        c_average,
+        debit_count,
+        d_total,
+        d_average,
+        ("," if compact else ", ").join(months),
+    )
+
+
+_COMPACT_MONTH_JSON = _compact(_MONTH_JSON)
+_COMPACT_ACCOUNT_JSON = _compact(_ACCOUNT_JSON)
+# A month's text from ints alone, by which flows have rows: ``"%d.%02d"`` formats the whole
+# and the cents of a (credit) total or average, ``"-%d.%02d"`` those of a debit one.
+_NO_FLOW = '{"count": 0, "total": "0.00", "average": null}'
+_CREDIT_FLOW = '{"count": %d, "total": "%d.%02d", "average": "%d.%02d"}'
+_DEBIT_FLOW = '{"count": %d, "total": "-%d.%02d", "average": "-%d.%02d"}'
+_MONTH_HEAD = '{"year": %s, "month": %d, "transactionCount": %d, "credit": '
+_MONTH_TEMPLATES = tuple(
+    _MONTH_HEAD + credit + ', "debit": ' + debit + "}"
+    for credit, debit in (
+        (_NO_FLOW, _NO_FLOW),
+        (_NO_FLOW, _DEBIT_FLOW),
+        (_CREDIT_FLOW, _NO_FLOW),
+        (_CREDIT_FLOW, _DEBIT_FLOW),
+    )
+)
+_TEMPLATES = {
+    False: (*_MONTH_TEMPLATES, _ACCOUNT_JSON),
+    True: (*map(_compact, _MONTH_TEMPLATES), _compact(_ACCOUNT_JSON)),
+}
+
+
+def _ledger_json_texts(
+    index: _BucketIndex, names: Sequence[str], *, compact: bool
+) -> Iterator[str]:
+    """:func:`account_json_text` of each account of ``index``, in account id order.
+
+    The same text; the month rows and the money formatting are inlined, as this runs once
+    per (account, month). A credit total is positive and a debit total negative whenever
+    their count is not zero, and so are their averages (every amount is at least a cent),
+    so each is written from its whole and cents parts with the sign in the template.
+    """
+    neither, debit_only, credit_only, both, account_json = _TEMPLATES[compact]
+    separator = "," if compact else ", "
+    packed, bits, stats = index.packed, index.bits, index.stats
+    slot_mask, mask = (1 << bits) - 1, (1 << Ledger.ACCOUNT_SHIFT) - 1
+    for account, start, end in index.order:
+        months: list[str] = []
+        append = months.append
+        total = credit_count = credit_cents = debit_count = debit_cents = 0
+        for item in packed[start:end]:
+            slot = (item & slot_mask) * 5
+            count, c_count, c_cents, d_count, d_cents = stats[slot : slot + 5]
+            key = item >> bits
+            total += count
+            month = key & mask
+            year = month >> 4 or "null"
+            month &= 15
+            if d_count:
+                debit_count += d_count
+                debit_cents += d_cents
+                d_whole, d_frac = divmod(-d_cents, 100)
+                if d_count == 1:
+                    d_mean = d_whole, d_frac
+                else:
+                    average, rest = divmod(-d_cents, d_count)
+                    d_mean = divmod(average + (2 * rest >= d_count), 100)
+            if c_count:
+                credit_count += c_count
+                credit_cents += c_cents
+                c_whole, c_frac = divmod(c_cents, 100)
+                if c_count == 1:
+                    c_mean = c_whole, c_frac
+                else:
+                    average, rest = divmod(c_cents, c_count)
+                    c_mean = divmod(average + (2 * rest >= c_count), 100)
+                if d_count:
+                    append(
+                        both
+                        % (
+                            year,
+                            month,
+                            count,
+                            c_count,
+                            c_whole,
+                            c_frac,
+                            *c_mean,
+                            d_count,
+                            d_whole,
+                            d_frac,
+                            *d_mean,
+                        )
+                    )
+                else:
+                    append(credit_only % (year, month, count, c_count, c_whole, c_frac, *c_mean))
+            elif d_count:
+                append(debit_only % (year, month, count, d_count, d_whole, d_frac, *d_mean))
+            else:
+                append(neither % (year, month, count))
+        c_total, c_average = _flow_texts(credit_count, credit_cents)
+        d_total, d_average = _flow_texts(debit_count, debit_cents)
+        yield account_json % (
+            encode_basestring(names[account]),
+            _money(credit_cents + debit_cents),
+            total,
+            credit_count,
+            c_total,
+            c_average,
+            debit_count,
+            d_total,
+            d_average,
+            separator.join(months),
+        )
+
+
+class AccountSummaries(Sequence[AccountSummary]):
+    """A ledger's summaries sorted by account id, each built only when it is read.
+
+    What :meth:`Ledger.summaries` returns: a read-only sequence over the ledger's integer
+    buckets (and the amounts not yet folded into them), so a file of 200,000 accounts is never
+    held as 200,000 frozen summaries at once; :meth:`json_texts` skips the summaries
+    altogether. It behaves as the tuple of the same summaries does: ``len``, indexing,
+    slicing (which gives a tuple), iteration, ``==`` with such a tuple, hashing.
+    """
+
+    __slots__ = ("__weakref__", "_frozen", "_index", "_ledger")
+
+    def __init__(self, ledger: Ledger) -> None:
+        """A view of ``ledger`` (which freezes it before it changes: :meth:`freeze`)."""
+        self._ledger: Ledger | None = ledger
+        self._frozen: tuple[AccountSummary, ...] | None = None
+        # The buckets' figures, read in one pass when first needed (Ledger._bucket_index).
+        self._index: _BucketIndex | None = None
+
+    def _order(self) -> list[tuple[int, int, int]]:
+        return self._bucket_index().order
+
+    def _bucket_index(self) -> _BucketIndex:
+        if self._index is None:
+            ledger = self._ledger
+            assert ledger is not None
+            self._index = ledger._bucket_index()  # noqa: SLF001 - the view is the ledger's own
+        return self._index
+
+    def _summary(self, account: tuple[int, int, int]) -> AccountSummary:
+        ledger = self._ledger
+        assert ledger is not None
+        index, start, end = account
+        months = tuple(
+            MonthSummary(key // 16 or None, key % 16, count, Flow(cc, ccents), Flow(dc, dcents))
+            for key, count, cc, ccents, dc, dcents in self._bucket_index().months(start, end)
+        )
+        return AccountSummary(ledger.accounts[index], months)
+
+    def freeze(self) -> None:
+        """Build every summary now and stop reading the ledger (it is about to change)."""
+        if self._frozen is None:
+            self._frozen = tuple(self)
+            self._ledger = self._index = None
+
+    def json_texts(self, *, compact: bool = False) -> Iterator[str]:
+        """Each summary's JSON text in order, as :func:`account_json_text` writes it."""
+        if self._frozen is not None:
+            separators = (",", ":") if compact else (", ", ": ")
+            for summary in self._frozen:
+                yield _dumps(summary.to_json(), separators)
+            return
+        ledger = self._ledger
+        assert ledger is not None
+        yield from _ledger_json_texts(self._bucket_index(), ledger.accounts, compact=compact)
+
+    def account_ids(self) -> Iterator[str]:
+        """The accounts' ids in order (:meth:`json_texts`'s order), without their summaries."""
+        if self._frozen is not None:
+            for summary in self._frozen:
+                yield summary.account_id
+            return
+        ledger = self._ledger
+        assert ledger is not None
+        names = ledger.accounts
+        for index, _start, _end in self._order():
+            yield names[index]
+
+    def __len__(self) -> int:
+        """How many accounts have a summary."""
+        if self._frozen is not None:
+            return len(self._frozen)
+        return len(self._order())
+
+    def __iter__(self) -> Iterator[AccountSummary]:
+        """The summaries in account id order, each built as it is reached."""
+        if self._frozen is not None:
+            yield from self._frozen
+            return
+        for account in self._order():
+            yield self._summary(account)
+
+    @overload
+    def __getitem__(self, position: int) -> AccountSummary: ...
+    @overload
+    def __getitem__(self, position: slice) -> tuple[AccountSummary, ...]: ...
+    def __getitem__(self, position: int | slice) -> AccountSummary | tuple[AccountSummary, ...]:
+        """The summary at ``position`` (a slice gives a tuple)."""
+        if self._frozen is not None:
+            return self._frozen[position]
+        order = self._order()
+        if isinstance(position, slice):
+            return tuple(self._summary(account) for account in order[position])
+        return self._summary(order[position])
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a tuple of the same summaries, or to another view of them."""
+        if isinstance(other, AccountSummaries):
+            return other is self or tuple(self) == tuple(other)
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        """The hash of the tuple of the same summaries."""
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        """A count, not every summary."""
+        return f"<AccountSummaries of {len(self)} accounts>"
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[tuple[AccountSummary, ...]], tuple[tuple[AccountSummary, ...]]]:
+        """Pickled and copied as the tuple of its summaries (a copy needs no ledger)."""
+        return tuple, (tuple(self),)
+
+
+def _dumps(value: object, separators: tuple[str, str]) -> str:
+    return json.dumps(value, separators=separators, ensure_ascii=False)
 
 
 def add_to_buckets(

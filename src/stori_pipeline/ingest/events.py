@@ -23,7 +23,7 @@ from stori_pipeline.errors import PermanentError
 from stori_pipeline.ingest.keys import summary_key
 from stori_pipeline.ingest.resend import Leftover, resend_until_done
 from stori_pipeline.retry import RetryPolicy
-from stori_pipeline.summary import AccountSummary
+from stori_pipeline.summary import AccountSummaries, AccountSummary
 
 __all__ = [
     "DETAIL_TYPE",
@@ -133,38 +133,69 @@ async def summary_entries(  # noqa: PLR0913 - the import's identity plus two por
     """The ``PutEvents`` entries of one import, one per account, and the claim-checked accounts.
 
     A summary too large for an entry is stored with ``store`` first (so the event never
-    names a missing object) and referenced from a ``schemaVersion`` 2 detail.
+    names a missing object) and referenced from a ``schemaVersion`` 2 detail. Summaries read
+    from a file (:class:`~stori_pipeline.summary.AccountSummaries`) given a publisher with
+    ``entry_text`` (:class:`EventBridgePublisher`) are written straight from the ledger's
+    buckets, one account at a time: the same bytes, without the frozen summary or its dicts.
     """
     entries: list[dict[str, Any]] = []
     referenced: list[str] = []
-    for summary in summaries:
-        detail = summary_detail(
-            import_id=import_id,
-            bucket=bucket,
-            key=key,
-            etag=etag,
-            rows_rejected=rows_rejected,
-            summary=summary,
+    entry_text = getattr(publisher, "entry_text", None)
+    if isinstance(summaries, AccountSummaries) and entry_text is not None:
+        # Straight from the ledger's integer buckets: each summary's JSON text, and the
+        # detail around it written once (the same bytes as json.dumps of summary_detail).
+        head = json.dumps(
+            {
+                "schemaVersion": SCHEMA_VERSION,
+                "importId": import_id,
+                "source": {"bucket": bucket, "key": key, "etag": etag},
+                "rowsRejected": rows_rejected,
+                "summary": None,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).removesuffix("null}")
+        texts = summaries.json_texts(compact=True)
+        pairs: Iterable[tuple[str, str | AccountSummary]] = zip(
+            summaries.account_ids(), texts, strict=True
         )
+    else:
+        pairs = ((summary.account_id, summary) for summary in summaries)
+    for account_id, summary in pairs:
         try:
-            entries.append(publisher.entry(detail, summary.account_id))
+            if isinstance(summary, str):
+                entries.append(entry_text(head + summary + "}", account_id))  # type: ignore[misc]
+            else:
+                detail = summary_detail(
+                    import_id=import_id,
+                    bucket=bucket,
+                    key=key,
+                    etag=etag,
+                    rows_rejected=rows_rejected,
+                    summary=summary,
+                )
+                entries.append(publisher.entry(detail, account_id))
             continue
         except EventTooLargeError:
             pass
-        body = json.dumps(summary.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
-        ref = await store.put(summary_key(import_id, summary.account_id), body)
+        text = (
+            summary
+            if isinstance(summary, str)
+            else json.dumps(summary.to_json(), separators=(",", ":"), ensure_ascii=False)
+        )
+        ref = await store.put(summary_key(import_id, account_id), text.encode())
         detail = reference_detail(
             import_id=import_id,
             bucket=bucket,
             key=key,
             etag=etag,
             rows_rejected=rows_rejected,
-            account_id=summary.account_id,
+            account_id=account_id,
             summary_ref=ref,
         )
         # Still too large only if the key itself is absurd: no retry can help (permanent).
-        entries.append(publisher.entry(detail, summary.account_id))
-        referenced.append(summary.account_id)
+        entries.append(publisher.entry(detail, account_id))
+        referenced.append(account_id)
     return entries, referenced
 
 
@@ -203,10 +234,16 @@ class EventBridgePublisher:
 
     def entry(self, detail: dict[str, object], account_id: str) -> dict[str, Any]:
         """The ``PutEvents`` entry of one detail; raises :class:`EventTooLargeError`."""
+        return self.entry_text(
+            json.dumps(detail, separators=(",", ":"), ensure_ascii=False), account_id
+        )
+
+    def entry_text(self, detail: str, account_id: str) -> dict[str, Any]:
+        """:meth:`entry` of a detail already written as compact JSON text."""
         entry = {
             "Source": EVENT_SOURCE,
             "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "Detail": detail,
             "EventBusName": self._bus,
         }
         size = _entry_size(entry)

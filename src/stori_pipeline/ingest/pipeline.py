@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiobotocore.config import AioConfig
 
+from stori_pipeline.gc_pause import collections_deferred
 from stori_pipeline.ingest.claim_check import S3SummaryStore
 from stori_pipeline.ingest.dynamodb import MAX_BATCH_ITEMS, DynamoDBTransactionSink
 from stori_pipeline.ingest.events import EventBridgePublisher, SummaryStore, summary_entries
@@ -37,7 +38,7 @@ from stori_pipeline.records import Rejection, Transaction
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.settings import IngestSettings
 from stori_pipeline.stream import ImportResult, TransactionStream
-from stori_pipeline.summary import AccountSummary
+from stori_pipeline.summary import AccountSummaries, AccountSummary
 
 __all__ = [
     "EventPublisher",
@@ -103,7 +104,8 @@ class IngestResult:
     ``file_error_detail`` says why in words (which column is missing …);
     ``events_referenced`` lists accounts whose summary was too large for its event and was
     claim-checked (stored in S3, referenced by a ``schemaVersion`` 2 event);
-    ``duration`` is wall-clock seconds.
+    ``duration`` is wall-clock seconds; ``summaries`` are the import's
+    (``ImportResult.accounts``: read one account at a time from the file's ledger).
     """
 
     import_id: str
@@ -117,7 +119,7 @@ class IngestResult:
     events_published: int
     file_error: str | None
     report_key: str | None
-    summaries: tuple[AccountSummary, ...]
+    summaries: Sequence[AccountSummary]
     duration: float
     events_referenced: tuple[str, ...] = ()
     items_deleted: int = 0
@@ -140,7 +142,11 @@ class IngestResult:
             "fileError": self.file_error,
             "fileErrorDetail": self.file_error_detail,
             "reportKey": self.report_key,
-            "accounts": [s.account_id for s in self.summaries],
+            "accounts": list(
+                self.summaries.account_ids()  # the ids alone: no summary is built
+                if isinstance(self.summaries, AccountSummaries)
+                else (s.account_id for s in self.summaries)
+            ),
             "durationSeconds": round(self.duration, 3),
         }
 
@@ -174,10 +180,12 @@ async def fan_out(
             written[index] += await sink.write(batch)
 
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(reader(), name="ingest-reader")
-            for index in range(num_workers):
-                group.create_task(worker(index), name=f"ingest-worker-{index}")
+        # The ledger's buckets are no garbage to look for (gc_pause); young collections go on.
+        with collections_deferred():
+            async with asyncio.TaskGroup() as group:
+                group.create_task(reader(), name="ingest-reader")
+                for index in range(num_workers):
+                    group.create_task(worker(index), name=f"ingest-worker-{index}")
     except ExceptionGroup as failure:
         # Callers (and Lambda) want the error that stopped the run, not a group wrapper;
         # the other leaves are almost always the same failure seen by sibling workers.

@@ -8,13 +8,17 @@ import sys
 
 from stori_pipeline.ops import deployment
 from stori_pipeline.ops._cli import EXIT_FAILED, EXIT_OK, run
-from stori_pipeline.ops.reprocess import reprocess
-from stori_pipeline.ops.status import collect_status
 
 __all__ = ["register"]
 
 
+# The commands' own modules import the AWS clients (aiobotocore, ~23 MB): only when run, so
+# every other command (summarize, on a file of 50,000 accounts) does without them.
+
+
 def _reprocess(args: argparse.Namespace) -> int:
+    from stori_pipeline.ops.reprocess import reprocess  # noqa: PLC0415 - see above
+
     async def work() -> int:
         target = deployment.Target.from_args(args)
         stack = await target.deployment()
@@ -42,6 +46,8 @@ def _reprocess(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from stori_pipeline.ops.status import collect_status  # noqa: PLC0415 - see above
+
     async def work() -> int:
         target = deployment.Target.from_args(args)
         stack = await target.deployment()

@@ -172,7 +172,7 @@ class SliceCounts:
     rows_rejected: int
     file_error: str | None = None
     detail: str | None = None
-    summaries: tuple[AccountSummary, ...] = field(default=())
+    summaries: Sequence[AccountSummary] = field(default=())
     error_line: int | None = None
 
     @classmethod
