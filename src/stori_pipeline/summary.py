@@ -225,6 +225,32 @@ def _cents(text: object) -> int:
     return int(value)
 
 
+def _figures(bucket: list[int] | None, amounts: list[int] | None) -> tuple[int, int, int, int, int]:
+    """A bucket's five figures with its pending ``amounts`` folded in (neither is changed)."""
+    if bucket is None:
+        count = credit_count = credit_cents = debit_count = debit_cents = 0
+    else:
+        count, credit_count, credit_cents, debit_count, debit_cents = bucket
+    if amounts:
+        count += len(amounts)
+        if len(amounts) < _FEW:
+            for amount in amounts:
+                if amount > 0:
+                    credit_count += 1
+                    credit_cents += amount
+                elif amount < 0:
+                    debit_count += 1
+                    debit_cents += amount
+        else:
+            positive = list(filter(_POSITIVE, amounts))
+            credit_count += len(positive)
+            total = sum(positive)
+            credit_cents += total
+            debit_count += len(amounts) - len(positive) - amounts.count(0)
+            debit_cents += sum(amounts) - total
+    return count, credit_count, credit_cents, debit_count, debit_cents
+
+
 class _PendingLists(dict[int, "list[int] | None"]):
     """Bucket key -> its pending amounts; a missing key gets its (new, empty) list on lookup.
 
@@ -370,35 +396,10 @@ class Ledger:
         From its bucket and the amounts still pending for it: nothing is folded in.
         """
         buckets, pending, mask = self.buckets, self._pending, (1 << self.ACCOUNT_SHIFT) - 1
-        bucket = None
         for key in keys:
-            if buckets:  # empty when a file of many accounts never filled PENDING_LIMIT
-                bucket = buckets.get(key)
-            if bucket is None:
-                count = credit_count = credit_cents = debit_count = debit_cents = 0
-            else:
-                count, credit_count, credit_cents, debit_count, debit_cents = bucket
-            amounts = pending.get(key)
-            if amounts:
-                count += len(amounts)
-                if len(amounts) < _FEW:
-                    for amount in amounts:
-                        if amount > 0:
-                            credit_count += 1
-                            credit_cents += amount
-                        elif amount < 0:
-                            debit_count += 1
-                            debit_cents += amount
-                else:
-                    positive = list(filter(_POSITIVE, amounts))
-                    credit_count += len(positive)
-                    total = sum(positive)
-                    credit_cents += total
-                    debit_count += len(amounts) - len(positive) - amounts.count(0)
-                    debit_cents += sum(amounts) - total
-            yield key & mask, count, credit_count, credit_cents, debit_count, debit_cents
+            yield key & mask, *_figures(buckets.get(key), pending.get(key))
 
-    def _bucket_stats(self, stats: MutableSequence[int]) -> list[int]:  # noqa: C901, PLR0912 - one loop, per bucket
+    def _bucket_stats(self, stats: MutableSequence[int]) -> list[int]:
         """Append each bucket's five figures to ``stats``; return the keys in the same order.
 
         One pass in the ledger's own order (the order its lists and amounts were made in, so
@@ -410,31 +411,10 @@ class Ledger:
         for key, amounts in self._pending.items():
             if buckets:  # empty when a file of many accounts never filled PENDING_LIMIT
                 bucket = buckets.get(key)
-            if bucket is None:
-                if not amounts:
-                    continue  # a list made for rows that were then rejected
-                count = credit_count = credit_cents = debit_count = debit_cents = 0
-            else:
-                count, credit_count, credit_cents, debit_count, debit_cents = bucket
-            if amounts:
-                count += len(amounts)
-                if len(amounts) < _FEW:
-                    for amount in amounts:
-                        if amount > 0:
-                            credit_count += 1
-                            credit_cents += amount
-                        elif amount < 0:
-                            debit_count += 1
-                            debit_cents += amount
-                else:
-                    positive = list(filter(_POSITIVE, amounts))
-                    credit_count += len(positive)
-                    total = sum(positive)
-                    credit_cents += total
-                    debit_count += len(amounts) - len(positive) - amounts.count(0)
-                    debit_cents += sum(amounts) - total
+            if bucket is None and not amounts:
+                continue  # a list made for rows that were then rejected
             add_key(key)
-            extend((count, credit_count, credit_cents, debit_count, debit_cents))
+            extend(_figures(bucket, amounts))
         pending = self._pending
         for key, bucket in buckets.items():
             if key not in pending:  # filled by add_to_buckets alone
