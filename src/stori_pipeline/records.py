@@ -61,6 +61,8 @@ _AMOUNTS_RE = re.compile(
 )
 # Every amount of the column with exactly two decimals, the shape of real statements.
 _TWO_DECIMALS_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+[+-]?+\d{1,15}+\.\d\d", re.ASCII)
+# The longest run of good amount lines, each ended by a newline (see _bad_amount_lines).
+_AMOUNT_LINES_RE = re.compile(r"(?:[+-]?+\d{1,15}+(?:\.\d{1,2}+)?+\n)*+", re.ASCII)
 # The digits an amount's fraction contributes to its cents: "" -> "00", "5" -> "50", "05" -> "05".
 _CENTS_DIGITS = {
     "": "00",
@@ -343,30 +345,6 @@ class RowValidator:
             self._amounts[raw] = cents
         return cents
 
-    def _amounts_of(self, raws: Sequence[str]) -> list[int]:
-        """Cents of a column of amounts, ``_BAD_AMOUNT`` for each bad one.
-
-        One regex over the joined column, then C-level maps. When some amount is bad, each
-        is matched on its own (still one C-level map) and the good ones converted in bulk.
-        """
-        joined = "\n".join(raws)
-        texts: Sequence[str] = raws
-        if " " in joined or "\t" in joined:
-            texts = list(map(str.strip, raws, repeat(_TRIM)))
-            joined = "\n".join(texts)
-        # A field holding a newline would add a line and could pass the joined match.
-        if joined.count("\n") == len(texts) - 1 and (
-            _TWO_DECIMALS_RE.fullmatch(joined) is not None
-            or _AMOUNTS_RE.fullmatch(joined) is not None
-        ):
-            return _valid_cents(texts, joined)
-        cents = [_BAD_AMOUNT] * len(texts)
-        good = list(compress(range(len(texts)), map(_AMOUNT_RE.fullmatch, texts)))
-        good_texts = [texts[i] for i in good]
-        for i, value in zip(good, _valid_cents(good_texts, "\n".join(good_texts)), strict=True):
-            cents[i] = value
-        return cents
-
     def _account_key(self, raw: str) -> int:
         text = raw.strip(_TRIM)
         if is_valid_account(text):
@@ -504,12 +482,15 @@ class RowValidator:
     ) -> None:
         """Take a batch of records column by column, at C speed.
 
-        Each check runs over a whole column with ``map``/``zip``/``dict`` (loops in C). A row
-        that fails a check before the duplicate one (field count, id, date, amount, account)
-        changes no state, and among the others a row is a duplicate exactly when its key was
-        seen before or earlier in the batch: so every other row is accepted at once, and the
-        rows set aside go through the row-at-a-time path afterwards, in file order, for
-        their exact rejection code (a duplicate then finds its key among the seen ones).
+        Each check runs over a whole column with ``map``/``zip``/``dict``/regex (loops in C). A
+        row that fails a check before the duplicate one (field count, id, date, amount,
+        account) changes no state, and among the others a row is a duplicate exactly when its
+        key was seen before or earlier in the batch: so every other row is accepted at once,
+        and the rows set aside go through the row-at-a-time path afterwards, in file order,
+        for their exact rejection code (a duplicate then finds its key among the seen ones).
+        Rows set aside are few: they are found by C-level scans (``list.index``, a regex
+        resuming after each bad line) and deleted from the columns, never by a Python loop
+        over the batch.
         """
         width, id_at, date_at, amount_at, account_at = self.columns
         # Positions (in ``records``) of the rows taken column-wise, and of the set-aside ones.
@@ -533,36 +514,56 @@ class RowValidator:
         accounts = None if account_at is None else columns[account_at]
         targets = self._targets_of(columns[date_at], accounts)
         if None in targets:
-            bad.update(i for i, target in enumerate(targets) if target is None)
-        # Amounts rarely repeat enough for a cache to pay: convert the column in bulk.
-        cents = self._amounts_of(columns[amount_at])
-        if _BAD_AMOUNT in cents:
-            bad.update(i for i, amount in enumerate(cents) if amount == _BAD_AMOUNT)
-        rows = _Rows(positions, ids, columns[date_at], accounts, targets, cents)
+            bad.update(_positions(targets, None))
+        # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
+        # bulk, the good rows' only once the bad rows are out.
+        amounts: Sequence[str] = columns[amount_at]
+        joined_amounts = "\n".join(amounts)
+        if " " in joined_amounts or "\t" in joined_amounts:
+            amounts = list(map(str.strip, amounts, repeat(_TRIM)))
+            joined_amounts = "\n".join(amounts)
+        two_decimals = False
+        # A field holding a newline would add a line and could pass the joined match.
+        if joined_amounts.count("\n") != len(amounts) - 1:
+            bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
+        elif _TWO_DECIMALS_RE.fullmatch(joined_amounts) is not None:
+            two_decimals = True
+        elif _AMOUNTS_RE.fullmatch(joined_amounts) is None:
+            bad.update(_bad_amount_lines(joined_amounts))
+        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts)
         if bad:
-            keep = [True] * len(ids)
-            for i in bad:
-                keep[i] = False
-            aside = sorted(aside + rows.keep(keep))
-            joined = "\n".join(rows.ids)
-            numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
+            aside += rows.drop(sorted(bad))
+            joined_amounts = "\n".join(rows.amounts)
+            two_decimals = False
+            if not numeric:
+                joined = "\n".join(rows.ids)
+                numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
         if rows.ids:
-            aside = sorted(aside + self._accept(rows, joined, numeric))
+            rows.cents = _valid_cents(rows.amounts, joined_amounts, two_decimals=two_decimals)
+            aside += self._accept(rows, joined, numeric)
             if collect:
                 self._collect(rows, [lines[i] for i in rows.positions], accepted)
-        for i in aside:
-            self._feed_rows((records[i],), (lines[i],), collect, accepted)
+        if aside:
+            aside.sort()
+            self._feed_rows([records[i] for i in aside], [lines[i] for i in aside], collect, accepted)
 
     def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
         """Accept every row that is not a duplicate; return the positions of the others."""
         seen_keys = self._seen_keys_of(rows.ids, joined, numeric, rows.accounts)
         fresh = dict.fromkeys(seen_keys)
         duplicates: list[int] = []
-        if len(fresh) != len(seen_keys) or not self._seen.keys().isdisjoint(fresh):
+        seen = self._seen
+        if len(fresh) != len(seen_keys):  # a key twice in the batch: the exact, slow way
             keep = self._first_sightings(seen_keys)
-            duplicates = rows.keep(keep)
+            duplicates = rows.drop(list(compress(range(len(keep)), map(not_, keep))))
             fresh = dict.fromkeys(compress(seen_keys, keep))
-        self._seen.update(fresh)
+        elif not seen.keys().isdisjoint(fresh):
+            # Each key is once in the batch, so each one seen before is one row to set aside.
+            again = seen.keys() & fresh.keys()
+            duplicates = rows.drop(sorted(map(seen_keys.index, again)))
+            for key in again:
+                del fresh[key]
+        seen.update(fresh)
         self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
         return duplicates
 
@@ -672,31 +673,88 @@ class RowValidator:
 
 @dataclass(slots=True)
 class _Rows:
-    """The rows the column path is taking: positions in the batch, and their columns."""
+    """The rows the column path is taking: positions in the batch, and their columns.
+
+    ``amounts`` are the (trimmed) amount texts; ``cents`` is filled in once every row left
+    has a valid amount.
+    """
 
     positions: Sequence[int]
     ids: Sequence[str]
     dates: Sequence[str]
     accounts: Sequence[str] | None
-    targets: list[list[int] | None]
-    cents: list[int]
+    targets: Sequence[list[int] | None]
+    amounts: Sequence[str]
+    cents: Sequence[int] = ()
 
-    def keep(self, keep: list[bool]) -> list[int]:
-        """Keep the rows where ``keep`` is true; return the positions of the others."""
-        others = list(compress(self.positions, map(not_, keep)))
-        self.positions = list(compress(self.positions, keep))
-        self.ids = list(compress(self.ids, keep))
-        self.dates = list(compress(self.dates, keep))
+    def drop(self, at: list[int]) -> list[int]:
+        """Remove the rows at the (ascending) indexes ``at``; return their positions.
+
+        A few rows out of a batch: deleting them from copies of the columns moves memory
+        in C, where filtering every column would take a pass over every row.
+        """
+        dropped = [self.positions[i] for i in at]
+        backwards = at[::-1]
+        self.positions = _without(self.positions, backwards)
+        self.ids = _without(self.ids, backwards)
+        self.dates = _without(self.dates, backwards)
         if self.accounts is not None:
-            self.accounts = list(compress(self.accounts, keep))
-        self.targets = list(compress(self.targets, keep))
-        self.cents = list(compress(self.cents, keep))
-        return others
+            self.accounts = _without(self.accounts, backwards)
+        self.targets = _without(self.targets, backwards)
+        self.amounts = _without(self.amounts, backwards)
+        if self.cents:
+            self.cents = _without(self.cents, backwards)
+        return dropped
 
 
-def _valid_cents(texts: Sequence[str], joined: str) -> list[int]:
-    """Cents of amounts that each match SPEC §2's pattern (``joined`` by newlines)."""
-    if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
+def _without(column: Sequence[_V], backwards: list[int]) -> list[_V]:
+    """A copy of ``column`` without the items at the (descending) indexes ``backwards``."""
+    kept = list(column)
+    for i in backwards:
+        del kept[i]
+    return kept
+
+
+def _positions(values: Sequence[object], value: object) -> list[int]:
+    """The indexes where ``value`` occurs in ``values`` (C-level scans, for a rare value)."""
+    found: list[int] = []
+    index = getattr(values, "index")
+    try:
+        position = index(value)
+        while True:
+            found.append(position)
+            position = index(value, position + 1)
+    except ValueError:
+        return found
+
+
+def _bad_amount_lines(joined: str) -> list[int]:
+    """Indexes of the lines of ``joined`` (one amount per line) that are not valid amounts.
+
+    The regex skips every good line at C speed and stops at a bad one; the scan resumes after
+    it. A batch with a few bad amounts costs a few matches, not one per amount.
+    """
+    text = joined + "\n"
+    end = len(text)
+    match = _AMOUNT_LINES_RE.match
+    bad: list[int] = []
+    position = line = 0
+    while True:
+        stop = match(text, position).end()  # type: ignore[union-attr]  # (...)*+ always matches
+        line += text.count("\n", position, stop)
+        if stop == end:
+            return bad
+        bad.append(line)
+        position = text.index("\n", stop) + 1
+        line += 1
+
+
+def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = False) -> list[int]:
+    """Cents of amounts that each match SPEC §2's pattern (``joined`` by newlines).
+
+    ``two_decimals`` tells that ``joined`` is known to match ``_TWO_DECIMALS_RE`` already.
+    """
+    if two_decimals or _TWO_DECIMALS_RE.fullmatch(joined) is not None:
         # The common shape ("-51.46"): dropping every dot leaves each amount in cents.
         return list(map(int, joined.replace(".", "").split("\n")))
     digits = _CENTS_DIGITS
@@ -726,9 +784,11 @@ def _columns(
 
 def _id_suspects(ids: Sequence[str]) -> list[int]:
     """Positions of the ids the C-level checks cannot pass: empty, too long, not printable."""
-    suspects = list(compress(range(len(ids)), map(not_, map(str.isprintable, ids))))
-    if "" in ids or max(map(len, ids), default=0) > MAX_ID_LENGTH:
-        suspects += [i for i, tx_id in enumerate(ids) if not 0 < len(tx_id) <= MAX_ID_LENGTH]
+    suspects = _positions(ids, "")
+    if max(map(len, ids), default=0) > MAX_ID_LENGTH:
+        suspects += [i for i, tx_id in enumerate(ids) if len(tx_id) > MAX_ID_LENGTH]
+    if not "".join(ids).isprintable():
+        suspects += compress(range(len(ids)), map(not_, map(str.isprintable, ids)))
     return suspects
 
 
