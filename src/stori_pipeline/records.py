@@ -61,7 +61,9 @@ _AMOUNTS_RE = re.compile(
 )
 # Every amount of the column with exactly two decimals, the shape of real statements.
 _TWO_DECIMALS_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+[+-]?+\d{1,15}+\.\d\d", re.ASCII)
-# The longest run of good amount lines, each ended by a newline (see _bad_amount_lines).
+# Runs of lines, each ended by a newline, as the column patterns check them (_odd_lines).
+_TWO_DECIMALS_LINES_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+", re.ASCII)
+_FEW_ODD = 16
 _AMOUNT_LINES_RE = re.compile(r"(?:[+-]?+\d{1,15}+(?:\.\d{1,2}+)?+\n)*+", re.ASCII)
 # The digits an amount's fraction contributes to its cents: "" -> "00", "5" -> "50", "05" -> "05".
 _CENTS_DIGITS = {
@@ -523,18 +525,22 @@ class RowValidator:
             amounts = list(map(str.strip, amounts, repeat(_TRIM)))
             joined_amounts = "\n".join(amounts)
         two_decimals = False
+        odd_amounts = None  # lines of the amounts without exactly two decimals, when few
         # A field holding a newline would add a line and could pass the joined match.
         if joined_amounts.count("\n") != len(amounts) - 1:
             bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
         elif _TWO_DECIMALS_RE.fullmatch(joined_amounts) is not None:
             two_decimals = True
+        elif (odd_amounts := _odd_lines(_TWO_DECIMALS_LINES_RE, joined_amounts)) is not None:
+            bad.update(i for i in odd_amounts if _AMOUNT_RE.fullmatch(amounts[i]) is None)
         elif _AMOUNTS_RE.fullmatch(joined_amounts) is None:
             bad.update(_bad_amount_lines(joined_amounts))
         rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts)
         if bad:
             aside += rows.drop(sorted(bad))
             joined_amounts = "\n".join(rows.amounts)
-            two_decimals = False
+            # The rows left are of one shape when every odd line was a bad row's.
+            two_decimals = odd_amounts is not None and bad.issuperset(odd_amounts)
             if not numeric:
                 joined = "\n".join(rows.ids)
                 numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
@@ -726,6 +732,29 @@ def _positions(values: Sequence[object], value: object) -> list[int]:
             position = index(value, position + 1)
     except ValueError:
         return found
+
+
+def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
+    """Indexes of the lines of ``joined`` that ``pattern`` (a run of good lines) stops at.
+
+    ``None`` when there are more than ``_FEW_ODD`` of them: then a whole-column check pays
+    more than resuming the scan after each one.
+    """
+    text = joined + "\n"
+    end = len(text)
+    match = pattern.match
+    odd: list[int] = []
+    position = line = 0
+    while True:
+        stop = match(text, position).end()  # type: ignore[union-attr]  # (...)*+ always matches
+        line += text.count("\n", position, stop)
+        if stop == end:
+            return odd
+        if len(odd) == _FEW_ODD:
+            return None
+        odd.append(line)
+        position = text.index("\n", stop) + 1
+        line += 1
 
 
 def _bad_amount_lines(joined: str) -> list[int]:

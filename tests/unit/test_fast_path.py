@@ -140,3 +140,58 @@ def test_numeric_ids_keep_their_spelling() -> None:
     ]
     counts = sum(summary.transaction_count for summary in validator.ledger.summaries())
     assert counts == 40 + len(mixed) - 2
+
+
+# Defects planted into an otherwise clean batch: the column path's scans for a few bad rows
+# (list.index, a regex resuming after each odd line) and its deletes must find exactly them.
+DEFECTS = st.sampled_from(
+    [
+        (0, ""),  # invalid_id
+        (0, "07"),  # a valid id, not numeric: the batch's keys become strings
+        (0, "\x07bell"),
+        (1, "2/30"),  # invalid_date
+        (1, "13/01"),
+        (2, "5"),  # valid, but not two decimals (in a good row, or a bad row's)
+        (2, "+60.5"),
+        (2, "1.234"),  # invalid_amount
+        (2, "$12.00"),
+        (2, "1,000.00"),
+        (2, " 7.00 "),
+        (3, "bad account!"),  # invalid_account
+        (4, "extra"),  # field_count
+        (5, ""),  # duplicate: an earlier row's id and account
+    ]
+)
+
+
+@st.composite
+def mostly_clean(draw: st.DrawFn) -> list[list[str]]:
+    """A batch of good two-decimal rows with a few planted defects, some in the same row."""
+    start = draw(st.integers(0, 50))
+    count = draw(st.integers(17, 300))
+    rows = [
+        [str(start + i), f"{i % 12 + 1}/{i % 28 + 1}", f"-{i % 97}.{i % 100:02d}", f"A{i % 3}"]
+        for i in range(count)
+    ]
+    for _ in range(draw(st.integers(0, 20))):
+        at = draw(st.integers(0, count - 1))
+        column, text = draw(DEFECTS)
+        if column == 4:
+            rows[at] = [*rows[at], text]
+        elif column == 5:
+            earlier = rows[draw(st.integers(0, at))]
+            rows[at][0], rows[at][3] = earlier[0], earlier[3]
+        else:
+            rows[at][column] = text
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(mostly_clean(), min_size=1, max_size=3), st.booleans())
+def test_fast_path_equals_reference_with_few_defects(
+    batches: list[list[list[str]]], with_account: bool
+) -> None:
+    """Mostly clean batches (the usual file) give exactly what the row path gives."""
+    assert _run(batches, reference=False, with_account=with_account) == _run(
+        batches, reference=True, with_account=with_account
+    )
