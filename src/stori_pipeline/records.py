@@ -519,22 +519,7 @@ class RowValidator:
             bad.update(_positions(targets, None))
         # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
         # bulk, the good rows' only once the bad rows are out.
-        amounts: Sequence[str] = columns[amount_at]
-        joined_amounts = "\n".join(amounts)
-        if " " in joined_amounts or "\t" in joined_amounts:
-            amounts = list(map(str.strip, amounts, repeat(_TRIM)))
-            joined_amounts = "\n".join(amounts)
-        two_decimals = False
-        odd_amounts = None  # lines of the amounts without exactly two decimals, when few
-        # A field holding a newline would add a line and could pass the joined match.
-        if joined_amounts.count("\n") != len(amounts) - 1:
-            bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
-        elif _TWO_DECIMALS_RE.fullmatch(joined_amounts) is not None:
-            two_decimals = True
-        elif (odd_amounts := _odd_lines(_TWO_DECIMALS_LINES_RE, joined_amounts)) is not None:
-            bad.update(i for i in odd_amounts if _AMOUNT_RE.fullmatch(amounts[i]) is None)
-        elif _AMOUNTS_RE.fullmatch(joined_amounts) is None:
-            bad.update(_bad_amount_lines(joined_amounts))
+        amounts, joined_amounts, two_decimals, odd_amounts = _check_amounts(columns[amount_at], bad)
         rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts)
         if bad:
             aside += rows.drop(sorted(bad))
@@ -551,7 +536,8 @@ class RowValidator:
                 self._collect(rows, [lines[i] for i in rows.positions], accepted)
         if aside:
             aside.sort()
-            self._feed_rows([records[i] for i in aside], [lines[i] for i in aside], collect, accepted)
+            aside_lines = [lines[i] for i in aside]
+            self._feed_rows([records[i] for i in aside], aside_lines, collect, accepted)
 
     def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
         """Accept every row that is not a duplicate; return the positions of the others."""
@@ -724,7 +710,7 @@ def _without(column: Sequence[_V], backwards: list[int]) -> list[_V]:
 def _positions(values: Sequence[object], value: object) -> list[int]:
     """The indexes where ``value`` occurs in ``values`` (C-level scans, for a rare value)."""
     found: list[int] = []
-    index = getattr(values, "index")
+    index = values.index
     try:
         position = index(value)
         while True:
@@ -732,6 +718,34 @@ def _positions(values: Sequence[object], value: object) -> list[int]:
             position = index(value, position + 1)
     except ValueError:
         return found
+
+
+def _check_amounts(
+    raws: Sequence[str], bad: set[int]
+) -> tuple[Sequence[str], str, bool, list[int] | None]:
+    """Check a column of amounts, adding the indexes of the bad ones to ``bad``.
+
+    Returns the trimmed amounts, joined by newlines; whether every one has exactly two
+    decimals; and, when only a few lines lack two decimals, their indexes (those that are not
+    in ``bad`` are valid amounts of another shape).
+    """
+    amounts = raws
+    joined = "\n".join(amounts)
+    if " " in joined or "\t" in joined:
+        amounts = list(map(str.strip, amounts, repeat(_TRIM)))
+        joined = "\n".join(amounts)
+    # A field holding a newline would add a line and could pass the joined match.
+    if joined.count("\n") != len(amounts) - 1:
+        bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
+        return amounts, joined, False, None
+    if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
+        return amounts, joined, True, None
+    odd = _odd_lines(_TWO_DECIMALS_LINES_RE, joined)
+    if odd is not None:
+        bad.update(i for i in odd if _AMOUNT_RE.fullmatch(amounts[i]) is None)
+    elif _AMOUNTS_RE.fullmatch(joined) is None:
+        bad.update(_bad_amount_lines(joined))
+    return amounts, joined, False, odd
 
 
 def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
