@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from itertools import compress, repeat
-from operator import add, eq, not_, or_
+from itertools import compress, islice, repeat
+from operator import add, eq, lshift, lt, not_, or_
 from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
@@ -83,6 +83,7 @@ _ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
 _ONE_NUMERIC_ID_RE = re.compile(_NUMERIC_ID, re.ASCII)
 # An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
 _SEEN_SHIFT = 34
+_ID_MASK = (1 << (_SEEN_SHIFT + 16)) - 1  # a numeric-id key's id (below 10**15 < 2**50)
 _SHORT_DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
 _ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # Lone surrogates are what the ``surrogateescape`` decoder makes of bytes that are not UTF-8.
@@ -318,6 +319,15 @@ class RowValidator:
         # set, and each full collection walked a million ids (a third of the run time); a
         # dict holding only strings and ints is never tracked.
         self._seen: dict[str | int, None] = {}
+        # Numeric ids usually grow row by row. A batch whose ids are all numeric, increasing
+        # and above every numeric id accepted so far (``_top``) cannot hold a duplicate: its
+        # keys are set aside (``_deferred``: the ids as ints, and the rows' pending lists,
+        # whose account ``_base_of`` tells) and only put into ``_seen`` once some check needs
+        # it, which in a clean, ordered file is never. ``_seen`` plus the deferred keys always
+        # hold exactly the accepted ones.
+        self._deferred: list[tuple[Sequence[int], Sequence[list[int] | None]]] = []
+        self._top = -1
+        self._base_of: dict[int, int] = {}  # id() of a pending list -> its account's base
         # Without an account column every row is the default account's: the ledger's first.
         self._default_key = (
             self.ledger.account_key(self.default_account) if self.default_account else 0
@@ -387,9 +397,14 @@ class RowValidator:
         month_keys = _lookup(self._dates, dates, self._dates_of)
         if accounts is None:
             targets = self.ledger.pending_lists(month_keys)  # the default account's key is 0
+            base = self._default_key << _SEEN_SHIFT
+            self._base_of.update(zip(map(id, targets), repeat(base), strict=False))
         else:
             account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
             targets = self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
+            # (A bad row's None gets an entry too: harmless, no pending list is None.)
+            bases = map(lshift, account_keys, repeat(_SEEN_SHIFT))
+            self._base_of.update(zip(map(id, targets), bases, strict=True))
         if self._target_count < _CACHE_LIMIT:  # remember them, bad ones too, for next time
             if accounts is None:
                 self._default_targets.update(zip(dates, targets, strict=True))
@@ -403,11 +418,17 @@ class RowValidator:
         return targets
 
     def _seen_keys_of(
-        self, ids: Sequence[str], joined: str, numeric: bool, accounts: Sequence[str] | None
+        self,
+        ids: Sequence[str],
+        joined: str,
+        numbers: Sequence[int] | None,
+        accounts: Sequence[str] | None,
     ) -> Sequence[int | str]:
-        """The duplicate check's keys of a column of valid ids (``joined`` by newlines)."""
-        if numeric:
-            numbers = list(map(int, ids))
+        """The duplicate check's keys of a column of valid ids (``joined`` by newlines).
+
+        ``numbers`` are the ids as ints when every one is numeric.
+        """
+        if numbers is not None:
             if accounts is None:
                 return numbers  # the default account's base is 0
             return list(map(or_, _lookup(self._bases, accounts, self._bases_of), numbers))
@@ -416,7 +437,9 @@ class RowValidator:
         else:
             account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
         if _ANY_NUMERIC_ID_RE.search(joined) is not None:
-            return list(map(self._seen_key, account_keys, ids))  # mixed: row by row
+            # Mixed: row by row. Their int keys are not looked at for ``_top``: stop deferring.
+            self._top = _ID_MASK
+            return list(map(self._seen_key, account_keys, ids))
         if accounts is None:
             return ids
         return list(map(add, map(self._prefixes.__getitem__, account_keys), ids))
@@ -452,6 +475,7 @@ class RowValidator:
         hits = self.duplicate_lines.intersection(lines)
         if not hits:
             return
+        self._undefer()
         columns = self.columns
         for record, line in zip(records, lines, strict=True):
             if line not in hits:
@@ -541,7 +565,21 @@ class RowValidator:
 
     def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
         """Accept every row that is not a duplicate; return the positions of the others."""
-        seen_keys = self._seen_keys_of(rows.ids, joined, numeric, rows.accounts)
+        numbers = list(map(int, rows.ids)) if numeric else None
+        if (
+            numbers is not None
+            and numbers[0] > self._top
+            and not self.duplicate_lines  # _reserve puts keys into _seen, _top unaware
+            and all(map(lt, numbers, islice(numbers, 1, None)))
+        ):
+            self._deferred.append((numbers, rows.targets))
+            self._top = numbers[-1]
+            self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
+            return []
+        self._undefer()
+        if numbers is not None:
+            self._top = max(self._top, *numbers)
+        seen_keys = self._seen_keys_of(rows.ids, joined, numbers, rows.accounts)
         fresh = dict.fromkeys(seen_keys)
         duplicates: list[int] = []
         seen = self._seen
@@ -558,6 +596,14 @@ class RowValidator:
         seen.update(fresh)
         self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
         return duplicates
+
+    def _undefer(self) -> None:
+        """Put the deferred keys into ``_seen`` (see ``_deferred``), for an exact check."""
+        base_of, seen, deferred = self._base_of, self._seen, self._deferred
+        while deferred:  # from the end, freeing each batch's ints as its keys go in
+            numbers, targets = deferred.pop()
+            bases = map(base_of.__getitem__, map(id, targets))
+            seen.update(zip(map(or_, bases, numbers), repeat(None)))
 
     def _first_sightings(self, keys: Sequence[int | str]) -> list[bool]:
         """For each key, whether it is neither seen already nor earlier in ``keys``."""
@@ -592,7 +638,7 @@ class RowValidator:
             )
         )
 
-    def _feed_rows(  # noqa: C901, PLR0912 - one frame per batch is the point (module doc)
+    def _feed_rows(  # noqa: C901, PLR0912, PLR0915 - one frame per batch is the point (module doc)
         self,
         records: Sequence[Sequence[str]],
         lines: Sequence[int],
@@ -605,6 +651,7 @@ class RowValidator:
         account_key = self._default_key
         dates, amounts, account_keys = self._dates, self._amounts, self._account_keys
         seen, buckets, names = self._seen, self.ledger.buckets, self.ledger.accounts
+        deferred, top = self._deferred, self._top
         shift = self.ledger.ACCOUNT_SHIFT
         check_encoding = self.check_encoding
         reject = self._reject
@@ -643,10 +690,14 @@ class RowValidator:
                     continue
                 account = names[account_key >> shift]
             seen_key = self._seen_key(account_key, tx_id)
+            if deferred:
+                self._undefer()
             if seen_key in seen:
                 reject(line, record, RejectCode.DUPLICATE_ID)
                 continue
             seen[seen_key] = None
+            if seen_key.__class__ is int and seen_key & _ID_MASK > top:
+                top = self._top = seen_key & _ID_MASK
             add_to_buckets(buckets, (account_key | month_key,), (cents,))
             if collect:
                 year, month = divmod(month_key, 16)

@@ -195,3 +195,40 @@ def test_fast_path_equals_reference_with_few_defects(
     assert _run(batches, reference=False, with_account=with_account) == _run(
         batches, reference=True, with_account=with_account
     )
+
+
+def test_increasing_ids_are_still_checked_against_later_rows() -> None:
+    """Batches of increasing ids skip the duplicate lookups; later rows still meet them.
+
+    The row path's accepted id (200) must count as seen for a later increasing batch, and
+    ids of the skipped batches must be found by a later batch and by the row path.
+    """
+    header = ["TransactionId", "Date", "Amount", "AccountId"]
+
+    def rows(ids: range, account: str) -> list[list[str]]:
+        return [[str(i), "7/15", "1.00", account] for i in ids]
+
+    batches = [
+        [[*row[:3], "AB"[i % 2]] for i, row in enumerate(rows(range(1, 41), ""))],
+        rows(range(41, 81), "A"),
+        # Small: the row path. 5 was A's (a duplicate), not C's; 200 is new.
+        [["5", "7/15", "1.00", "A"], ["5", "7/15", "1.00", "C"], ["200", "7/15", "1.00", "A"]],
+        rows(range(150, 250), "A"),  # increasing, but 200 was accepted: a duplicate
+        rows(range(60, 70), "A") + rows(range(300, 320), "A"),  # 60..69 were accepted
+    ]
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    line = 1
+    for batch in batches:
+        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
+        line += len(batch)
+    # Line of a batch's row = 2 + rows before it.
+    assert [(r.line, r.id, r.code) for r in rejected] == [
+        (2 + 80, "5", "duplicate_id"),
+        (2 + 83 + 50, "200", "duplicate_id"),
+        *((2 + 183 + i, str(60 + i), "duplicate_id") for i in range(10)),
+    ]
+    assert (
+        _run(batches, reference=False, with_account=True)[1:]
+        == _run(batches, reference=True, with_account=True)[1:]
+    )
