@@ -13,12 +13,13 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from itertools import compress, islice, repeat
-from operator import add, eq, lshift, lt, not_, or_
+from operator import add, eq, le, lshift, lt, not_, or_
 from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
@@ -326,6 +327,7 @@ class RowValidator:
         # it, which in a clean, ordered file is never. ``_seen`` plus the deferred keys always
         # hold exactly the accepted ones.
         self._deferred: list[tuple[Sequence[int], Sequence[list[int] | None]]] = []
+        self._deferred_firsts: list[int] = []  # each deferred batch's first id, increasing
         self._top = -1
         self._base_of: dict[int, int] = {}  # id() of a pending list -> its account's base
         # Without an account column every row is the default account's: the ledger's first.
@@ -566,16 +568,11 @@ class RowValidator:
     def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
         """Accept every row that is not a duplicate; return the positions of the others."""
         numbers = list(map(int, rows.ids)) if numeric else None
-        if (
-            numbers is not None
-            and numbers[0] > self._top
-            and not self.duplicate_lines  # _reserve puts keys into _seen, _top unaware
-            and all(map(lt, numbers, islice(numbers, 1, None)))
-        ):
-            self._deferred.append((numbers, rows.targets))
-            self._top = numbers[-1]
-            self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
-            return []
+        # _reserve puts keys into _seen that _top does not know of.
+        if numbers is not None and not self.duplicate_lines:
+            deferred = self._defer(rows, numbers)
+            if deferred is not None:
+                return deferred
         self._undefer()
         if numbers is not None:
             self._top = max(self._top, *numbers)
@@ -597,6 +594,61 @@ class RowValidator:
         self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
         return duplicates
 
+    def _defer(self, rows: _Rows, numbers: list[int]) -> list[int] | None:
+        """Accept a batch of numeric ids by deferring its keys (see ``_deferred``), if it can.
+
+        It can when its ids, but for a few at most ``_top`` (an old id again, say), increase
+        and are above ``_top``. Those few are checked one by one (:meth:`_is_seen`) and go
+        into ``_seen``. Returns the positions of the duplicates, ``None`` when it cannot.
+        """
+        top = self._top
+        low: list[int] = []  # the usual case: every id above _top, in increasing order
+        rest = numbers
+        if not (numbers[0] > top and all(map(lt, numbers, islice(numbers, 1, None)))):
+            low = list(compress(range(len(numbers)), map(le, numbers, repeat(top))))
+            if len(low) > _FEW_ODD:
+                return None
+            rest = _without(numbers, low[::-1])
+            if not all(map(lt, rest, islice(rest, 1, None))):
+                return None
+        backwards = low[::-1]
+        duplicates: list[int] = []
+        if low:
+            base_of, firsts = self._base_of, set()
+            for i in low:  # (ids at most _top cannot equal any id of ``rest``)
+                key = base_of[id(rows.targets[i])] | numbers[i]
+                if key in firsts or self._is_seen(key):
+                    duplicates.append(i)
+                else:
+                    firsts.add(key)
+            self._seen.update(dict.fromkeys(firsts))
+        if rest:
+            targets = _without(rows.targets, backwards) if low else rows.targets
+            self._deferred.append((rest, targets))
+            self._deferred_firsts.append(rest[0])
+            self._top = rest[-1]
+        dropped = rows.drop(duplicates) if duplicates else []
+        self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
+        return dropped
+
+    def _is_seen(self, key: int | str) -> bool:
+        """Whether ``key`` was accepted: in ``_seen`` or among the deferred keys (bisect)."""
+        if key in self._seen:
+            return True
+        if not self._deferred or not isinstance(key, int):
+            return False
+        number = key & _ID_MASK
+        at = bisect_right(self._deferred_firsts, number) - 1
+        if at < 0:
+            return False
+        numbers, targets = self._deferred[at]
+        i = bisect_left(numbers, number)
+        return (
+            i < len(numbers)
+            and numbers[i] == number
+            and self._base_of[id(targets[i])] == key - number
+        )
+
     def _undefer(self) -> None:
         """Put the deferred keys into ``_seen`` (see ``_deferred``), for an exact check."""
         base_of, seen, deferred = self._base_of, self._seen, self._deferred
@@ -604,6 +656,7 @@ class RowValidator:
             numbers, targets = deferred.pop()
             bases = map(base_of.__getitem__, map(id, targets))
             seen.update(zip(map(or_, bases, numbers), repeat(None)))
+        self._deferred_firsts.clear()
 
     def _first_sightings(self, keys: Sequence[int | str]) -> list[bool]:
         """For each key, whether it is neither seen already nor earlier in ``keys``."""
@@ -690,9 +743,7 @@ class RowValidator:
                     continue
                 account = names[account_key >> shift]
             seen_key = self._seen_key(account_key, tx_id)
-            if deferred:
-                self._undefer()
-            if seen_key in seen:
+            if seen_key in seen or (deferred and self._is_seen(seen_key)):
                 reject(line, record, RejectCode.DUPLICATE_ID)
                 continue
             seen[seen_key] = None
