@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from itertools import compress, islice, repeat
+from itertools import accumulate, compress, islice, repeat
 from operator import add, eq, le, lshift, lt, not_, or_
 from typing import NamedTuple, TypeVar
 
@@ -597,34 +597,54 @@ class RowValidator:
     def _defer(self, rows: _Rows, numbers: list[int]) -> list[int] | None:
         """Accept a batch of numeric ids by deferring its keys (see ``_deferred``), if it can.
 
-        It can when its ids, but for a few at most ``_top`` (an old id again, say), increase
-        and are above ``_top``. Those few are checked one by one (:meth:`_is_seen`) and go
-        into ``_seen``. Returns the positions of the duplicates, ``None`` when it cannot.
+        It can when its ids, but for a few, are above ``_top`` and each above the ones before
+        it. The few others (an old id again, say) are checked one by one (:meth:`_is_seen`,
+        and the batch's own ids) and go into ``_seen``. Returns the positions of the
+        duplicates, ``None`` when there are too many others.
         """
         top = self._top
-        low: list[int] = []  # the usual case: every id above _top, in increasing order
+        low: list[int] = []
         rest = numbers
         if not (numbers[0] > top and all(map(lt, numbers, islice(numbers, 1, None)))):
+            # Rows whose id is not above _top, then (rarely needed: a C-level call per id)
+            # not above every id before it in the batch either. The others increase.
             low = list(compress(range(len(numbers)), map(le, numbers, repeat(top))))
-            if len(low) > _FEW_ODD:
-                return None
             rest = _without(numbers, low[::-1])
             if not all(map(lt, rest, islice(rest, 1, None))):
+                highs = accumulate(numbers, max, initial=top)
+                low = list(compress(range(len(numbers)), map(le, numbers, highs)))
+                rest = _without(numbers, low[::-1])
+            if len(low) > _FEW_ODD:
                 return None
-        backwards = low[::-1]
         duplicates: list[int] = []
         if low:
             base_of, firsts = self._base_of, set()
-            for i in low:  # (ids at most _top cannot equal any id of ``rest``)
-                key = base_of[id(rows.targets[i])] | numbers[i]
-                if key in firsts or self._is_seen(key):
+            targets = rows.targets
+            rest_targets = _without(targets, low[::-1])
+            for i in low:
+                number = numbers[i]
+                base = base_of[id(targets[i])]
+                key = base | number
+                # An equal id among the increasing ones can only be an earlier row's.
+                at = bisect_left(rest, number)
+                if (
+                    key in firsts
+                    or self._is_seen(key)
+                    or (
+                        at < len(rest)
+                        and rest[at] == number
+                        and base_of[id(rest_targets[at])] == base
+                    )
+                ):
                     duplicates.append(i)
                 else:
                     firsts.add(key)
             self._seen.update(dict.fromkeys(firsts))
+            if rest:
+                self._deferred.append((rest, rest_targets))
+        elif rest:
+            self._deferred.append((rest, rows.targets))
         if rest:
-            targets = _without(rows.targets, backwards) if low else rows.targets
-            self._deferred.append((rest, targets))
             self._deferred_firsts.append(rest[0])
             self._top = rest[-1]
         dropped = rows.drop(duplicates) if duplicates else []

@@ -217,6 +217,14 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
         [["5", "7/15", "1.00", "A"], ["5", "7/15", "1.00", "C"], ["200", "7/15", "1.00", "A"]],
         rows(range(150, 250), "A"),  # 108..207: increasing, but 200 was accepted
         rows(range(60, 70), "A") + rows(range(300, 320), "A"),  # 208..237: 60..69 were
+        # Lines 238..270: ids again within the batch: B's 325 is new (once), A's 330 is not.
+        [
+            *rows(range(320, 340), "A"),
+            ["325", "7/15", "1.00", "B"],
+            ["330", "7/15", "1.00", "A"],
+            ["325", "7/15", "1.00", "B"],
+            *rows(range(340, 350), "A"),
+        ],
     ]
     rejected: list[Rejection] = []
     validator = RowValidator(header, default_account=None, on_reject=rejected.append)
@@ -229,6 +237,8 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
         (105, "5", "duplicate_id"),
         (158, "200", "duplicate_id"),
         *((208 + i, str(60 + i), "duplicate_id") for i in range(10)),
+        (259, "330", "duplicate_id"),
+        (260, "325", "duplicate_id"),
     ]
     assert _run(batches, reference=False, with_account=True) == _run(
         batches, reference=True, with_account=True
