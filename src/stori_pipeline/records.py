@@ -13,12 +13,13 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from itertools import compress, repeat
-from operator import add, eq, not_, or_
+from itertools import accumulate, compress, islice, repeat
+from operator import add, eq, le, lshift, lt, not_, or_
 from typing import NamedTuple, TypeVar
 
 from stori_pipeline.errors import FileRejectedError
@@ -61,7 +62,9 @@ _AMOUNTS_RE = re.compile(
 )
 # Every amount of the column with exactly two decimals, the shape of real statements.
 _TWO_DECIMALS_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+[+-]?+\d{1,15}+\.\d\d", re.ASCII)
-# The longest run of good amount lines, each ended by a newline (see _bad_amount_lines).
+# Runs of lines, each ended by a newline, as the column patterns check them (_odd_lines).
+_TWO_DECIMALS_LINES_RE = re.compile(r"(?:[+-]?+\d{1,15}+\.\d\d\n)*+", re.ASCII)
+_FEW_ODD = 16
 _AMOUNT_LINES_RE = re.compile(r"(?:[+-]?+\d{1,15}+(?:\.\d{1,2}+)?+\n)*+", re.ASCII)
 # The digits an amount's fraction contributes to its cents: "" -> "00", "5" -> "50", "05" -> "05".
 _CENTS_DIGITS = {
@@ -79,9 +82,9 @@ _NUMERIC_ID = r"(?:0|[1-9]\d{0,14}+)"
 _NUMERIC_IDS_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+{_NUMERIC_ID}", re.ASCII)
 _ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
 _ONE_NUMERIC_ID_RE = re.compile(_NUMERIC_ID, re.ASCII)
-_NUMERIC_ID_LIMIT = 10**15  # below it: at most 15 digits
 # An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
 _SEEN_SHIFT = 34
+_ID_MASK = (1 << (_SEEN_SHIFT + 16)) - 1  # a numeric-id key's id (below 10**15 < 2**50)
 _SHORT_DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
 _ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # Lone surrogates are what the ``surrogateescape`` decoder makes of bytes that are not UTF-8.
@@ -317,6 +320,16 @@ class RowValidator:
         # set, and each full collection walked a million ids (a third of the run time); a
         # dict holding only strings and ints is never tracked.
         self._seen: dict[str | int, None] = {}
+        # Numeric ids usually grow row by row. A batch whose ids are all numeric, increasing
+        # and above every numeric id accepted so far (``_top``) cannot hold a duplicate: its
+        # keys are set aside (``_deferred``: the ids as ints, and the rows' pending lists,
+        # whose account ``_base_of`` tells) and only put into ``_seen`` once some check needs
+        # it, which in a clean, ordered file is never. ``_seen`` plus the deferred keys always
+        # hold exactly the accepted ones.
+        self._deferred: list[tuple[Sequence[int], Sequence[list[int] | None]]] = []
+        self._deferred_firsts: list[int] = []  # each deferred batch's first id, increasing
+        self._top = -1
+        self._base_of: dict[int, int] = {}  # id() of a pending list -> its account's base
         # Without an account column every row is the default account's: the ledger's first.
         self._default_key = (
             self.ledger.account_key(self.default_account) if self.default_account else 0
@@ -386,9 +399,14 @@ class RowValidator:
         month_keys = _lookup(self._dates, dates, self._dates_of)
         if accounts is None:
             targets = self.ledger.pending_lists(month_keys)  # the default account's key is 0
+            base = self._default_key << _SEEN_SHIFT
+            self._base_of.update(zip(map(id, targets), repeat(base), strict=False))
         else:
             account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
             targets = self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
+            # (A bad row's None gets an entry too: harmless, no pending list is None.)
+            bases = map(lshift, account_keys, repeat(_SEEN_SHIFT))
+            self._base_of.update(zip(map(id, targets), bases, strict=True))
         if self._target_count < _CACHE_LIMIT:  # remember them, bad ones too, for next time
             if accounts is None:
                 self._default_targets.update(zip(dates, targets, strict=True))
@@ -410,7 +428,7 @@ class RowValidator:
     ) -> Sequence[int | str]:
         """The duplicate check's keys of a column of valid ids (``joined`` by newlines).
 
-        ``numbers`` are the ids as ints when every one is numeric (:func:`_numbers`).
+        ``numbers`` are the ids as ints when every one is numeric.
         """
         if numbers is not None:
             if accounts is None:
@@ -421,7 +439,9 @@ class RowValidator:
         else:
             account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
         if _ANY_NUMERIC_ID_RE.search(joined) is not None:
-            return list(map(self._seen_key, account_keys, ids))  # mixed: row by row
+            # Mixed: row by row. Their int keys are not looked at for ``_top``: stop deferring.
+            self._top = _ID_MASK
+            return list(map(self._seen_key, account_keys, ids))
         if accounts is None:
             return ids
         return list(map(add, map(self._prefixes.__getitem__, account_keys), ids))
@@ -457,6 +477,7 @@ class RowValidator:
         hits = self.duplicate_lines.intersection(lines)
         if not hits:
             return
+        self._undefer()
         columns = self.columns
         for record, line in zip(records, lines, strict=True):
             if line not in hits:
@@ -510,8 +531,8 @@ class RowValidator:
         bad: set[int] = set()  # indexes into the columns
         # An id holding a line break is invalid (a control character) and adds a line.
         one_per_line = joined.count("\n") == len(ids) - 1
-        numbers = _numbers(ids, joined) if one_per_line else None
-        if numbers is None and (
+        numeric = one_per_line and _NUMERIC_IDS_RE.fullmatch(joined) is not None
+        if not numeric and (
             not one_per_line
             or "" in ids
             or max(map(len, ids), default=0) > MAX_ID_LENGTH
@@ -524,52 +545,41 @@ class RowValidator:
             bad.update(_positions(targets, None))
         # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
         # bulk, the good rows' only once the bad rows are out.
-        amounts: Sequence[str] = columns[amount_at]
-        joined_amounts = "\n".join(amounts)
-        if " " in joined_amounts or "\t" in joined_amounts:
-            amounts = list(map(str.strip, amounts, repeat(_TRIM)))
-            joined_amounts = "\n".join(amounts)
-        two_decimals = False
-        # A field holding a newline would add a line and could pass the joined match.
-        if joined_amounts.count("\n") != len(amounts) - 1:
-            bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
-        elif _TWO_DECIMALS_RE.fullmatch(joined_amounts) is not None:
-            two_decimals = True
-        elif _AMOUNTS_RE.fullmatch(joined_amounts) is None:
-            bad.update(_bad_amount_lines(joined_amounts))
-        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts, numbers)
+        amounts, joined_amounts, two_decimals, odd_amounts = _check_amounts(columns[amount_at], bad)
+        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts)
         if bad:
             aside += rows.drop(sorted(bad))
             joined_amounts = "\n".join(rows.amounts)
-            two_decimals = False
-            if rows.numbers is None:
+            # The rows left are of one shape when every odd line was a bad row's.
+            two_decimals = odd_amounts is not None and bad.issuperset(odd_amounts)
+            if not numeric:
                 joined = "\n".join(rows.ids)
-                rows.numbers = _numbers(rows.ids, joined)
+                numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
         if rows.ids:
             rows.cents = _valid_cents(rows.amounts, joined_amounts, two_decimals=two_decimals)
-            aside += self._accept(rows, joined)
+            aside += self._accept(rows, joined, numeric)
             if collect:
                 self._collect(rows, [lines[i] for i in rows.positions], accepted)
         if aside:
             aside.sort()
-            self._feed_rows([records[i] for i in aside], [lines[i] for i in aside], collect, accepted)
+            aside_lines = [lines[i] for i in aside]
+            self._feed_rows([records[i] for i in aside], aside_lines, collect, accepted)
 
-    def _accept(self, rows: _Rows, joined: str) -> list[int]:
+    def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
         """Accept every row that is not a duplicate; return the positions of the others."""
-        seen_keys = self._seen_keys_of(rows.ids, joined, rows.numbers, rows.accounts)
-        seen = self._seen
-        # Optimistically add every key: when each one was new, that was the whole check.
-        before = len(seen)
-        seen.update(zip(seen_keys, repeat(None)))
-        if len(seen) - before == len(seen_keys):
-            self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
-            return []
-        # Some key was seen before or is twice in the batch: take back the keys just added
-        # (a dict keeps insertion order, so they are the newest) and look closer.
-        for _ in range(len(seen) - before):
-            seen.popitem()
+        numbers = list(map(int, rows.ids)) if numeric else None
+        # _reserve puts keys into _seen that _top does not know of.
+        if numbers is not None and not self.duplicate_lines:
+            deferred = self._defer(rows, numbers)
+            if deferred is not None:
+                return deferred
+        self._undefer()
+        if numbers is not None:
+            self._top = max(self._top, *numbers)
+        seen_keys = self._seen_keys_of(rows.ids, joined, numbers, rows.accounts)
         fresh = dict.fromkeys(seen_keys)
         duplicates: list[int] = []
+        seen = self._seen
         if len(fresh) != len(seen_keys):  # a key twice in the batch: the exact, slow way
             keep = self._first_sightings(seen_keys)
             duplicates = rows.drop(list(compress(range(len(keep)), map(not_, keep))))
@@ -583,6 +593,90 @@ class RowValidator:
         seen.update(fresh)
         self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
         return duplicates
+
+    def _defer(self, rows: _Rows, numbers: list[int]) -> list[int] | None:
+        """Accept a batch of numeric ids by deferring its keys (see ``_deferred``), if it can.
+
+        It can when its ids, but for a few, are above ``_top`` and each above the ones before
+        it. The few others (an old id again, say) are checked one by one (:meth:`_is_seen`,
+        and the batch's own ids) and go into ``_seen``. Returns the positions of the
+        duplicates, ``None`` when there are too many others.
+        """
+        top = self._top
+        low: list[int] = []
+        rest = numbers
+        if not (numbers[0] > top and all(map(lt, numbers, islice(numbers, 1, None)))):
+            # Rows whose id is not above _top, then (rarely needed: a C-level call per id)
+            # not above every id before it in the batch either. The others increase.
+            low = list(compress(range(len(numbers)), map(le, numbers, repeat(top))))
+            rest = _without(numbers, low[::-1])
+            if not all(map(lt, rest, islice(rest, 1, None))):
+                highs = accumulate(numbers, max, initial=top)
+                low = list(compress(range(len(numbers)), map(le, numbers, highs)))
+                rest = _without(numbers, low[::-1])
+            if len(low) > _FEW_ODD:
+                return None
+        duplicates: list[int] = []
+        if low:
+            base_of, firsts = self._base_of, set()
+            targets = rows.targets
+            rest_targets = _without(targets, low[::-1])
+            for i in low:
+                number = numbers[i]
+                base = base_of[id(targets[i])]
+                key = base | number
+                # An equal id among the increasing ones can only be an earlier row's.
+                at = bisect_left(rest, number)
+                if (
+                    key in firsts
+                    or self._is_seen(key)
+                    or (
+                        at < len(rest)
+                        and rest[at] == number
+                        and base_of[id(rest_targets[at])] == base
+                    )
+                ):
+                    duplicates.append(i)
+                else:
+                    firsts.add(key)
+            self._seen.update(dict.fromkeys(firsts))
+            if rest:
+                self._deferred.append((rest, rest_targets))
+        elif rest:
+            self._deferred.append((rest, rows.targets))
+        if rest:
+            self._deferred_firsts.append(rest[0])
+            self._top = rest[-1]
+        dropped = rows.drop(duplicates) if duplicates else []
+        self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
+        return dropped
+
+    def _is_seen(self, key: int | str) -> bool:
+        """Whether ``key`` was accepted: in ``_seen`` or among the deferred keys (bisect)."""
+        if key in self._seen:
+            return True
+        if not self._deferred or not isinstance(key, int):
+            return False
+        number = key & _ID_MASK
+        at = bisect_right(self._deferred_firsts, number) - 1
+        if at < 0:
+            return False
+        numbers, targets = self._deferred[at]
+        i = bisect_left(numbers, number)
+        return (
+            i < len(numbers)
+            and numbers[i] == number
+            and self._base_of[id(targets[i])] == key - number
+        )
+
+    def _undefer(self) -> None:
+        """Put the deferred keys into ``_seen`` (see ``_deferred``), for an exact check."""
+        base_of, seen, deferred = self._base_of, self._seen, self._deferred
+        while deferred:  # from the end, freeing each batch's ints as its keys go in
+            numbers, targets = deferred.pop()
+            bases = map(base_of.__getitem__, map(id, targets))
+            seen.update(zip(map(or_, bases, numbers), repeat(None)))
+        self._deferred_firsts.clear()
 
     def _first_sightings(self, keys: Sequence[int | str]) -> list[bool]:
         """For each key, whether it is neither seen already nor earlier in ``keys``."""
@@ -617,7 +711,7 @@ class RowValidator:
             )
         )
 
-    def _feed_rows(  # noqa: C901, PLR0912 - one frame per batch is the point (module doc)
+    def _feed_rows(  # noqa: C901, PLR0912, PLR0915 - one frame per batch is the point (module doc)
         self,
         records: Sequence[Sequence[str]],
         lines: Sequence[int],
@@ -630,6 +724,7 @@ class RowValidator:
         account_key = self._default_key
         dates, amounts, account_keys = self._dates, self._amounts, self._account_keys
         seen, buckets, names = self._seen, self.ledger.buckets, self.ledger.accounts
+        deferred, top = self._deferred, self._top
         shift = self.ledger.ACCOUNT_SHIFT
         check_encoding = self.check_encoding
         reject = self._reject
@@ -668,10 +763,12 @@ class RowValidator:
                     continue
                 account = names[account_key >> shift]
             seen_key = self._seen_key(account_key, tx_id)
-            if seen_key in seen:
+            if seen_key in seen or (deferred and self._is_seen(seen_key)):
                 reject(line, record, RejectCode.DUPLICATE_ID)
                 continue
             seen[seen_key] = None
+            if seen_key.__class__ is int and seen_key & _ID_MASK > top:
+                top = self._top = seen_key & _ID_MASK
             add_to_buckets(buckets, (account_key | month_key,), (cents,))
             if collect:
                 year, month = divmod(month_key, 16)
@@ -702,7 +799,6 @@ class _Rows:
     accounts: Sequence[str] | None
     targets: Sequence[list[int] | None]
     amounts: Sequence[str]
-    numbers: Sequence[int] | None  # the ids as ints, when every one is numeric (_numbers)
     cents: Sequence[int] = ()
 
     def drop(self, at: list[int]) -> list[int]:
@@ -720,8 +816,6 @@ class _Rows:
             self.accounts = _without(self.accounts, backwards)
         self.targets = _without(self.targets, backwards)
         self.amounts = _without(self.amounts, backwards)
-        if self.numbers is not None:
-            self.numbers = _without(self.numbers, backwards)
         if self.cents:
             self.cents = _without(self.cents, backwards)
         return dropped
@@ -735,33 +829,10 @@ def _without(column: Sequence[_V], backwards: list[int]) -> list[_V]:
     return kept
 
 
-def _numbers(ids: Sequence[str], joined: str) -> list[int] | None:
-    """The ids as ints when every one is numeric (``_NUMERIC_ID``), else ``None``.
-
-    ``joined`` holds the ids one per line. Plain digit strings without a leading zero are
-    told apart by C-level string methods, their length by the ints' size; anything else
-    (a lone "0" first, say) is left to the regex.
-    """
-    digits = joined.replace("\n", "")
-    if (
-        digits.isdigit()
-        and digits.isascii()
-        and joined[:1] not in ("0", "\n")
-        and joined[-1:] != "\n"
-        and "\n\n" not in joined
-        and "\n0" not in joined
-    ):
-        numbers = list(map(int, ids))
-        return numbers if max(numbers) < _NUMERIC_ID_LIMIT else None
-    if _NUMERIC_IDS_RE.fullmatch(joined) is None:
-        return None
-    return list(map(int, ids))
-
-
 def _positions(values: Sequence[object], value: object) -> list[int]:
     """The indexes where ``value`` occurs in ``values`` (C-level scans, for a rare value)."""
     found: list[int] = []
-    index = getattr(values, "index")
+    index = values.index
     try:
         position = index(value)
         while True:
@@ -769,6 +840,57 @@ def _positions(values: Sequence[object], value: object) -> list[int]:
             position = index(value, position + 1)
     except ValueError:
         return found
+
+
+def _check_amounts(
+    raws: Sequence[str], bad: set[int]
+) -> tuple[Sequence[str], str, bool, list[int] | None]:
+    """Check a column of amounts, adding the indexes of the bad ones to ``bad``.
+
+    Returns the trimmed amounts, joined by newlines; whether every one has exactly two
+    decimals; and, when only a few lines lack two decimals, their indexes (those that are not
+    in ``bad`` are valid amounts of another shape).
+    """
+    amounts = raws
+    joined = "\n".join(amounts)
+    if " " in joined or "\t" in joined:
+        amounts = list(map(str.strip, amounts, repeat(_TRIM)))
+        joined = "\n".join(amounts)
+    # A field holding a newline would add a line and could pass the joined match.
+    if joined.count("\n") != len(amounts) - 1:
+        bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
+        return amounts, joined, False, None
+    if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
+        return amounts, joined, True, None
+    odd = _odd_lines(_TWO_DECIMALS_LINES_RE, joined)
+    if odd is not None:
+        bad.update(i for i in odd if _AMOUNT_RE.fullmatch(amounts[i]) is None)
+    elif _AMOUNTS_RE.fullmatch(joined) is None:
+        bad.update(_bad_amount_lines(joined))
+    return amounts, joined, False, odd
+
+
+def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
+    """Indexes of the lines of ``joined`` that ``pattern`` (a run of good lines) stops at.
+
+    ``None`` when there are more than ``_FEW_ODD`` of them: then a whole-column check pays
+    more than resuming the scan after each one.
+    """
+    text = joined + "\n"
+    end = len(text)
+    match = pattern.match
+    odd: list[int] = []
+    position = line = 0
+    while True:
+        stop = match(text, position).end()  # type: ignore[union-attr]  # (...)*+ always matches
+        line += text.count("\n", position, stop)
+        if stop == end:
+            return odd
+        if len(odd) == _FEW_ODD:
+            return None
+        odd.append(line)
+        position = text.index("\n", stop) + 1
+        line += 1
 
 
 def _bad_amount_lines(joined: str) -> list[int]:

@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 500
+# Records validated at a time (at most ``batch_size``): few enough that a batch's freshly
+# parsed lists and strings are still in the CPU caches while the validator goes over them
+# column by column, which it does several times. 500 at a time ran ~10% slower than 250.
+_FEED_SIZE = 250
 CHUNK_SIZE = 256 * 1024
 # Enough of the text's end to hold its last field (the csv module's limit is 131,072
 # characters, and a quoted field's raw text doubles its quotes).
@@ -345,6 +349,7 @@ class TransactionStream:
         validator.duplicate_lines = self._duplicate_lines
         self._validator = validator
         collect, size = self._collect, self._batch_size
+        feed_size = min(size, _FEED_SIZE)
         # The loop below does nothing per record but keep it: line numbers are worked out
         # once per batch (_batch_lines), and blank lines dropped then (_feed_batch).
         # The line the last record read ends on.
@@ -356,7 +361,7 @@ class TransactionStream:
         try:
             async for record in records:
                 batch.append(record)
-                if len(batch) >= size:
+                if len(batch) >= feed_size:
                     taken, line = _feed_batch(
                         validator,
                         batch,

@@ -140,3 +140,106 @@ def test_numeric_ids_keep_their_spelling() -> None:
     ]
     counts = sum(summary.transaction_count for summary in validator.ledger.summaries())
     assert counts == 40 + len(mixed) - 2
+
+
+# Defects planted into an otherwise clean batch: the column path's scans for a few bad rows
+# (list.index, a regex resuming after each odd line) and its deletes must find exactly them.
+DEFECTS = st.sampled_from(
+    [
+        (0, ""),  # invalid_id
+        (0, "07"),  # a valid id, not numeric: the batch's keys become strings
+        (0, "\x07bell"),
+        (1, "2/30"),  # invalid_date
+        (1, "13/01"),
+        (2, "5"),  # valid, but not two decimals (in a good row, or a bad row's)
+        (2, "+60.5"),
+        (2, "1.234"),  # invalid_amount
+        (2, "$12.00"),
+        (2, "1,000.00"),
+        (2, " 7.00 "),
+        (3, "bad account!"),  # invalid_account
+        (4, "extra"),  # field_count
+        (5, ""),  # duplicate: an earlier row's id and account
+    ]
+)
+
+
+@st.composite
+def mostly_clean(draw: st.DrawFn) -> list[list[str]]:
+    """A batch of good two-decimal rows with a few planted defects, some in the same row."""
+    start = draw(st.integers(0, 50))
+    count = draw(st.integers(17, 300))
+    rows = [
+        [str(start + i), f"{i % 12 + 1}/{i % 28 + 1}", f"-{i % 97}.{i % 100:02d}", f"A{i % 3}"]
+        for i in range(count)
+    ]
+    for _ in range(draw(st.integers(0, 20))):
+        at = draw(st.integers(0, count - 1))
+        column, text = draw(DEFECTS)
+        if column == 4:
+            rows[at] = [*rows[at], text]
+        elif column == 5:
+            earlier = rows[draw(st.integers(0, at))]
+            rows[at][0], rows[at][3] = earlier[0], earlier[3]
+        else:
+            rows[at][column] = text
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(mostly_clean(), min_size=1, max_size=3), st.booleans())
+def test_fast_path_equals_reference_with_few_defects(
+    batches: list[list[list[str]]], with_account: bool
+) -> None:
+    """Mostly clean batches (the usual file) give exactly what the row path gives."""
+    assert _run(batches, reference=False, with_account=with_account) == _run(
+        batches, reference=True, with_account=with_account
+    )
+
+
+def test_increasing_ids_are_still_checked_against_later_rows() -> None:
+    """Batches of increasing ids skip the duplicate lookups; later rows still meet them.
+
+    Old ids in a mostly increasing batch and in the row path are looked up among the skipped
+    batches' ids; the row path's accepted id (200) counts as seen for a later batch.
+    """
+    header = ["TransactionId", "Date", "Amount", "AccountId"]
+
+    def rows(ids: range, account: str) -> list[list[str]]:
+        return [[str(i), "7/15", "1.00", account] for i in ids]
+
+    batches = [
+        # Lines 2..41: odd ids are A's, even ids B's.
+        [[str(i), "7/15", "1.00", "AB"[(i - 1) % 2]] for i in range(1, 41)],
+        rows(range(41, 81), "A"),  # lines 42..81
+        rows(range(10, 13), "A") + rows(range(81, 101), "A"),  # 82..104: 11 was A's
+        # Lines 105..107, small: the row path. 5 was A's, not C's; 200 is new.
+        [["5", "7/15", "1.00", "A"], ["5", "7/15", "1.00", "C"], ["200", "7/15", "1.00", "A"]],
+        rows(range(150, 250), "A"),  # 108..207: increasing, but 200 was accepted
+        rows(range(60, 70), "A") + rows(range(300, 320), "A"),  # 208..237: 60..69 were
+        # Lines 238..270: ids again within the batch: B's 325 is new (once), A's 330 is not.
+        [
+            *rows(range(320, 340), "A"),
+            ["325", "7/15", "1.00", "B"],
+            ["330", "7/15", "1.00", "A"],
+            ["325", "7/15", "1.00", "B"],
+            *rows(range(340, 350), "A"),
+        ],
+    ]
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    line = 1
+    for batch in batches:
+        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
+        line += len(batch)
+    assert [(r.line, r.id, r.code) for r in rejected] == [
+        (83, "11", "duplicate_id"),
+        (105, "5", "duplicate_id"),
+        (158, "200", "duplicate_id"),
+        *((208 + i, str(60 + i), "duplicate_id") for i in range(10)),
+        (259, "330", "duplicate_id"),
+        (260, "325", "duplicate_id"),
+    ]
+    assert _run(batches, reference=False, with_account=True) == _run(
+        batches, reference=True, with_account=True
+    )
