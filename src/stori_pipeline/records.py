@@ -322,14 +322,13 @@ class RowValidator:
         self._seen: dict[str | int, None] = {}
         # Numeric ids usually grow row by row. A batch whose ids are all numeric, increasing
         # and above every numeric id accepted so far (``_top``) cannot hold a duplicate: its
-        # keys are set aside (``_deferred``: the ids as ints, and the rows' pending lists,
-        # whose account ``_base_of`` tells) and only put into ``_seen`` once some check needs
-        # it, which in a clean, ordered file is never. ``_seen`` plus the deferred keys always
-        # hold exactly the accepted ones.
-        self._deferred: list[tuple[Sequence[int], Sequence[list[int] | None]]] = []
+        # keys are set aside (``_deferred``: the ids as ints, and the rows' account keys —
+        # the cached ints themselves, not new ones — ``None`` for the default account's) and
+        # only put into ``_seen`` once some check needs it, which in a clean, ordered file is
+        # never. ``_seen`` plus the deferred keys always hold exactly the accepted ones.
+        self._deferred: list[tuple[Sequence[int], Sequence[int] | None]] = []
         self._deferred_firsts: list[int] = []  # each deferred batch's first id, increasing
         self._top = -1
-        self._base_of: dict[int, int] = {}  # id() of a pending list -> its account's base
         # Without an account column every row is the default account's: the ledger's first.
         self._default_key = (
             self.ledger.account_key(self.default_account) if self.default_account else 0
@@ -388,25 +387,27 @@ class RowValidator:
 
     def _targets_of(
         self, dates: Sequence[str], accounts: Sequence[str] | None
-    ) -> list[list[int] | None]:
-        """Each row's pending list (see ``_targets``); ``None`` where the date or account is bad."""
+    ) -> tuple[list[list[int] | None], list[int] | None]:
+        """Each row's pending list (see ``_targets``); ``None`` where the date or account is bad.
+
+        Also the rows' account keys when they were looked up on the way (else ``None``): in
+        a file of many accounts that is most batches, and the later steps then need not look
+        the account texts up again (each lookup in a table that large misses the CPU caches).
+        """
         try:
             if accounts is None:
-                return list(map(self._default_targets.__getitem__, dates))
-            return list(map(dict.__getitem__, map(self._targets.__getitem__, accounts), dates))
+                return list(map(self._default_targets.__getitem__, dates)), None
+            by_account = map(self._targets.__getitem__, accounts)
+            return list(map(dict.__getitem__, by_account, dates)), None
         except KeyError:
             pass  # a date or account text not seen before: look the buckets up by int key
         month_keys = _lookup(self._dates, dates, self._dates_of)
+        account_keys = None
         if accounts is None:
             targets = self.ledger.pending_lists(month_keys)  # the default account's key is 0
-            base = self._default_key << _SEEN_SHIFT
-            self._base_of.update(zip(map(id, targets), repeat(base), strict=False))
         else:
             account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
             targets = self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
-            # (A bad row's None gets an entry too: harmless, no pending list is None.)
-            bases = map(lshift, account_keys, repeat(_SEEN_SHIFT))
-            self._base_of.update(zip(map(id, targets), bases, strict=True))
         if self._target_count < _CACHE_LIMIT:  # remember them, bad ones too, for next time
             if accounts is None:
                 self._default_targets.update(zip(dates, targets, strict=True))
@@ -417,27 +418,36 @@ class RowValidator:
                         by_date = self._targets[account] = {}
                     by_date[date] = target
             self._target_count += len(dates)  # an upper bound: some were there already
-        return targets
+        return targets, account_keys
+
+    def _account_keys_for(self, rows: _Rows, accounts: Sequence[str]) -> Sequence[int]:
+        """The account keys of rows of an account column (``accounts``: ``rows.accounts``)."""
+        if rows.account_keys is not None:
+            return rows.account_keys
+        return _lookup(self._account_keys, accounts, self._account_keys_of)
+
+    def _bases_for(self, rows: _Rows, accounts: Sequence[str]) -> list[int]:
+        """The numeric-id bases (:meth:`_bases_of`) of rows of an account column."""
+        if rows.account_keys is not None:
+            return list(map(lshift, rows.account_keys, repeat(_SEEN_SHIFT)))
+        return _lookup(self._bases, accounts, self._bases_of)
 
     def _seen_keys_of(
-        self,
-        ids: Sequence[str],
-        joined: str,
-        numbers: Sequence[int] | None,
-        accounts: Sequence[str] | None,
+        self, rows: _Rows, joined: str, numbers: Sequence[int] | None
     ) -> Sequence[int | str]:
-        """The duplicate check's keys of a column of valid ids (``joined`` by newlines).
+        """The duplicate check's keys of the rows' valid ids (``joined`` by newlines).
 
         ``numbers`` are the ids as ints when every one is numeric.
         """
+        ids, accounts = rows.ids, rows.accounts
         if numbers is not None:
             if accounts is None:
                 return numbers  # the default account's base is 0
-            return list(map(or_, _lookup(self._bases, accounts, self._bases_of), numbers))
+            return list(map(or_, self._bases_for(rows, accounts), numbers))
         if accounts is None:
             account_keys: Iterable[int] = repeat(self._default_key)
         else:
-            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
+            account_keys = self._account_keys_for(rows, accounts)
         if _ANY_NUMERIC_ID_RE.search(joined) is not None:
             # Mixed: row by row. Their int keys are not looked at for ``_top``: stop deferring.
             self._top = _ID_MASK
@@ -540,13 +550,13 @@ class RowValidator:
         ):
             bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
         accounts = None if account_at is None else columns[account_at]
-        targets = self._targets_of(columns[date_at], accounts)
+        targets, account_keys = self._targets_of(columns[date_at], accounts)
         if None in targets:
             bad.update(_positions(targets, None))
         # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
         # bulk, the good rows' only once the bad rows are out.
         amounts, joined_amounts, two_decimals, odd_amounts = _check_amounts(columns[amount_at], bad)
-        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts)
+        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts, account_keys)
         if bad:
             aside += rows.drop(sorted(bad))
             joined_amounts = "\n".join(rows.amounts)
@@ -576,7 +586,7 @@ class RowValidator:
         self._undefer()
         if numbers is not None:
             self._top = max(self._top, *numbers)
-        seen_keys = self._seen_keys_of(rows.ids, joined, numbers, rows.accounts)
+        seen_keys = self._seen_keys_of(rows, joined, numbers)
         fresh = dict.fromkeys(seen_keys)
         duplicates: list[int] = []
         seen = self._seen
@@ -617,13 +627,15 @@ class RowValidator:
             if len(low) > _FEW_ODD:
                 return None
         duplicates: list[int] = []
+        keys = None if rows.accounts is None else self._account_keys_for(rows, rows.accounts)
         if low:
-            base_of, firsts = self._base_of, set()
-            targets = rows.targets
-            rest_targets = _without(targets, low[::-1])
+            firsts: set[int] = set()
+            default = self._default_key
+            rest_keys = None if keys is None else _without(keys, low[::-1])
             for i in low:
                 number = numbers[i]
-                base = base_of[id(targets[i])]
+                account_key = default if keys is None else keys[i]
+                base = account_key << _SEEN_SHIFT
                 key = base | number
                 # An equal id among the increasing ones can only be an earlier row's.
                 at = bisect_left(rest, number)
@@ -633,7 +645,7 @@ class RowValidator:
                     or (
                         at < len(rest)
                         and rest[at] == number
-                        and base_of[id(rest_targets[at])] == base
+                        and (default if rest_keys is None else rest_keys[at]) == account_key
                     )
                 ):
                     duplicates.append(i)
@@ -641,9 +653,9 @@ class RowValidator:
                     firsts.add(key)
             self._seen.update(dict.fromkeys(firsts))
             if rest:
-                self._deferred.append((rest, rest_targets))
+                self._deferred.append((rest, rest_keys))
         elif rest:
-            self._deferred.append((rest, rows.targets))
+            self._deferred.append((rest, keys))
         if rest:
             self._deferred_firsts.append(rest[0])
             self._top = rest[-1]
@@ -661,21 +673,27 @@ class RowValidator:
         at = bisect_right(self._deferred_firsts, number) - 1
         if at < 0:
             return False
-        numbers, targets = self._deferred[at]
+        numbers, account_keys = self._deferred[at]
         i = bisect_left(numbers, number)
-        return (
-            i < len(numbers)
-            and numbers[i] == number
-            and self._base_of[id(targets[i])] == key - number
-        )
+        if i == len(numbers) or numbers[i] != number:
+            return False
+        account_key = self._default_key if account_keys is None else account_keys[i]
+        base = account_key << _SEEN_SHIFT
+        return base == key - number
 
     def _undefer(self) -> None:
         """Put the deferred keys into ``_seen`` (see ``_deferred``), for an exact check."""
-        base_of, seen, deferred = self._base_of, self._seen, self._deferred
+        seen, deferred = self._seen, self._deferred
+        default = self._default_key
         while deferred:  # from the end, freeing each batch's ints as its keys go in
-            numbers, targets = deferred.pop()
-            bases = map(base_of.__getitem__, map(id, targets))
-            seen.update(zip(map(or_, bases, numbers), repeat(None)))
+            numbers, account_keys = deferred.pop()
+            bases = map(
+                lshift,
+                repeat(default) if account_keys is None else account_keys,
+                repeat(_SEEN_SHIFT),
+            )
+            keys = map(or_, bases, numbers)
+            seen.update(zip(keys, repeat(None)))
         self._deferred_firsts.clear()
 
     def _first_sightings(self, keys: Sequence[int | str]) -> list[bool]:
@@ -693,7 +711,7 @@ class RowValidator:
         account_keys: Iterable[int] = (
             repeat(self._default_key)
             if accounts is None
-            else _lookup(self._account_keys, accounts, self._account_keys_of)
+            else self._account_keys_for(rows, accounts)
         )
         keys = _lookup(self._dates, dates, self._dates_of)
         names = self.ledger.accounts
@@ -799,6 +817,7 @@ class _Rows:
     accounts: Sequence[str] | None
     targets: Sequence[list[int] | None]
     amounts: Sequence[str]
+    account_keys: Sequence[int] | None = None  # when _targets_of looked them up
     cents: Sequence[int] = ()
 
     def drop(self, at: list[int]) -> list[int]:
@@ -815,6 +834,8 @@ class _Rows:
         if self.accounts is not None:
             self.accounts = _without(self.accounts, backwards)
         self.targets = _without(self.targets, backwards)
+        if self.account_keys is not None:
+            self.account_keys = _without(self.account_keys, backwards)
         self.amounts = _without(self.amounts, backwards)
         if self.cents:
             self.cents = _without(self.cents, backwards)
