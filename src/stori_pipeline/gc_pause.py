@@ -15,6 +15,7 @@ ingest's AWS clients make cyclic garbage per request, which young collections sh
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,23 +31,28 @@ class _State:
 
     depth = 0
     saved: tuple[int, int, int] = (700, 10, 10)
+    lock = threading.Lock()  # threads (asyncio.to_thread, library users) may enter too
 
 
 @contextmanager
 def collections_deferred(*, young: bool = False) -> Iterator[None]:
     """Raise the collector's thresholds for the block; restore them when the last block ends.
 
-    Nests and interleaves (concurrent tasks may each enter it): only the outermost entry saves
-    the thresholds and only the last exit restores them (an inner ``young`` changes nothing).
+    Nests and interleaves (concurrent tasks or threads may each enter it): only the outermost
+    entry saves the thresholds and only the last exit restores them; the outermost entry's
+    ``young`` holds for all of them.
     """
-    if _State.depth == 0:
-        _State.saved = gc.get_threshold()
-        first, middle, _old = _State.saved
-        gc.set_threshold(max(first, _YOUNG_THRESHOLD) if young else first, middle, _OLD_THRESHOLD)
-    _State.depth += 1
+    with _State.lock:
+        if _State.depth == 0:
+            _State.saved = gc.get_threshold()
+            first, middle, _old = _State.saved
+            young_threshold = max(first, _YOUNG_THRESHOLD) if young else first
+            gc.set_threshold(young_threshold, middle, _OLD_THRESHOLD)
+        _State.depth += 1
     try:
         yield
     finally:
-        _State.depth -= 1
-        if _State.depth == 0:
-            gc.set_threshold(*_State.saved)
+        with _State.lock:
+            _State.depth -= 1
+            if _State.depth == 0:
+                gc.set_threshold(*_State.saved)

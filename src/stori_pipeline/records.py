@@ -449,9 +449,12 @@ class RowValidator:
         else:
             account_keys = self._account_keys_for(rows, accounts)
         if _ANY_NUMERIC_ID_RE.search(joined) is not None:
-            # Mixed: row by row. Their int keys are not looked at for ``_top``: stop deferring.
-            self._top = _ID_MASK
-            return list(map(self._seen_key, account_keys, ids))
+            # Mixed: row by row. ``_top`` must stay above every numeric id accepted.
+            keys = list(map(self._seen_key, account_keys, ids))
+            numbers = [key & _ID_MASK for key in keys if key.__class__ is int]
+            if numbers:
+                self._top = max(self._top, *numbers)
+            return keys
         if accounts is None:
             return ids
         return list(map(add, map(self._prefixes.__getitem__, account_keys), ids))
@@ -561,7 +564,7 @@ class RowValidator:
             aside += rows.drop(sorted(bad))
             joined_amounts = "\n".join(rows.amounts)
             # The rows left are of one shape when every odd line was a bad row's.
-            two_decimals = odd_amounts is not None and bad.issuperset(odd_amounts)
+            two_decimals = two_decimals or (odd_amounts is not None and bad.issuperset(odd_amounts))
             if not numeric:
                 joined = "\n".join(rows.ids)
                 numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
@@ -741,7 +744,7 @@ class RowValidator:
         account = self.default_account
         account_key = self._default_key
         dates, amounts, account_keys = self._dates, self._amounts, self._account_keys
-        seen, buckets, names = self._seen, self.ledger.buckets, self.ledger.accounts
+        seen, buckets, names = self._seen, self.ledger.writable_buckets(), self.ledger.accounts
         deferred, top = self._deferred, self._top
         shift = self.ledger.ACCOUNT_SHIFT
         check_encoding = self.check_encoding
@@ -891,11 +894,14 @@ def _check_amounts(
     return amounts, joined, False, odd
 
 
-def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
+def _odd_lines(
+    pattern: re.Pattern[str], joined: str, limit: int | None = _FEW_ODD
+) -> list[int] | None:
     """Indexes of the lines of ``joined`` that ``pattern`` (a run of good lines) stops at.
 
-    ``None`` when there are more than ``_FEW_ODD`` of them: then a whole-column check pays
-    more than resuming the scan after each one.
+    The regex skips every good line at C speed and stops at an odd one; the scan resumes
+    after it, so a batch with a few odd lines costs a few matches, not one per line. ``None``
+    when there are more than ``limit`` of them: then a whole-column check pays more.
     """
     text = joined + "\n"
     end = len(text)
@@ -907,7 +913,7 @@ def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
         line += text.count("\n", position, stop)
         if stop == end:
             return odd
-        if len(odd) == _FEW_ODD:
+        if len(odd) == limit:
             return None
         odd.append(line)
         position = text.index("\n", stop) + 1
@@ -915,24 +921,10 @@ def _odd_lines(pattern: re.Pattern[str], joined: str) -> list[int] | None:
 
 
 def _bad_amount_lines(joined: str) -> list[int]:
-    """Indexes of the lines of ``joined`` (one amount per line) that are not valid amounts.
-
-    The regex skips every good line at C speed and stops at a bad one; the scan resumes after
-    it. A batch with a few bad amounts costs a few matches, not one per amount.
-    """
-    text = joined + "\n"
-    end = len(text)
-    match = _AMOUNT_LINES_RE.match
-    bad: list[int] = []
-    position = line = 0
-    while True:
-        stop = match(text, position).end()  # type: ignore[union-attr]  # (...)*+ always matches
-        line += text.count("\n", position, stop)
-        if stop == end:
-            return bad
-        bad.append(line)
-        position = text.index("\n", stop) + 1
-        line += 1
+    """Indexes of the lines of ``joined`` (one amount per line) that are not valid amounts."""
+    bad = _odd_lines(_AMOUNT_LINES_RE, joined, limit=None)
+    assert bad is not None  # no limit: never None
+    return bad
 
 
 def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = False) -> list[int]:

@@ -319,6 +319,12 @@ class Ledger:
         key = self.account_key(account_id) | ((year or 0) * 16 + month)
         add_to_buckets(self.buckets, (key,), (amount_cents,))
 
+    def writable_buckets(self) -> dict[int, list[int]]:
+        """:attr:`buckets`, for a caller about to add to them (freezes summaries handed out)."""
+        if self._view is not None:
+            self._changing()
+        return self.buckets
+
     def pending(self, key: int) -> list[int]:
         """The list collecting the amounts of bucket ``key`` until they are folded in.
 
@@ -349,24 +355,9 @@ class Ledger:
         """Fold every pending amount into its bucket (a few C-level calls per bucket)."""
         buckets = self.buckets
         for key, amounts in self._pending.items():
-            if not amounts:
-                continue
-            if len(amounts) < _FEW:  # a file of many accounts: a few rows per bucket
-                add_to_buckets(buckets, repeat(key, len(amounts)), amounts)
+            if amounts:
+                buckets[key] = list(_figures(buckets.get(key), amounts))
                 amounts.clear()
-                continue
-            positive = list(filter(_POSITIVE, amounts))
-            credit_cents = sum(positive)
-            debit_count = len(amounts) - len(positive) - amounts.count(0)
-            bucket = buckets.get(key)
-            if bucket is None:
-                bucket = buckets[key] = [0, 0, 0, 0, 0]
-            bucket[0] += len(amounts)
-            bucket[1] += len(positive)
-            bucket[2] += credit_cents
-            bucket[3] += debit_count
-            bucket[4] += sum(amounts) - credit_cents
-            amounts.clear()
         self._pending_count = 0
 
     def summaries(self) -> AccountSummaries:
@@ -389,15 +380,6 @@ class Ledger:
         self._view = None
         if view is not None:
             view.freeze()
-
-    def month_rows(self, keys: Iterable[int]) -> Iterator[tuple[int, int, int, int, int, int]]:
-        """Each key's ``(month key, count, credit count, credit cents, debit count, debit cents)``.
-
-        From its bucket and the amounts still pending for it: nothing is folded in.
-        """
-        buckets, pending, mask = self.buckets, self._pending, (1 << self.ACCOUNT_SHIFT) - 1
-        for key in keys:
-            yield key & mask, *_figures(buckets.get(key), pending.get(key))
 
     def _bucket_stats(self, stats: MutableSequence[int]) -> list[int]:
         """Append each bucket's five figures to ``stats``; return the keys in the same order.
@@ -470,7 +452,10 @@ class _BucketIndex:
         self.packed, self.bits, self.stats, self.order = packed, bits, stats, order
 
     def months(self, start: int, end: int) -> Iterator[tuple[int, int, int, int, int, int]]:
-        """:meth:`Ledger.month_rows` of the buckets ``packed[start:end]``."""
+        """Month key, count, credit count and cents, debit count and cents of each bucket.
+
+        The buckets ``packed[start:end]``, in order.
+        """
         bits, stats = self.bits, self.stats
         slot_mask, month_mask = (1 << bits) - 1, (1 << Ledger.ACCOUNT_SHIFT) - 1
         for item in self.packed[start:end]:
@@ -480,11 +465,6 @@ class _BucketIndex:
             yield month, count, credit_count, credit_cents, debit_count, debit_cents
 
 
-_MONTH_JSON = (
-    '{"year": %s, "month": %d, "transactionCount": %d, '
-    '"credit": {"count": %d, "total": "%s", "average": %s}, '
-    '"debit": {"count": %d, "total": "%s", "average": %s}}'
-)
 _ACCOUNT_JSON = (
     '{"accountId": %s, "balance": "%s", "transactionCount": %d, '
     '"credit": {"count": %d, "total": "%s", "average": %s}, '
@@ -516,67 +496,6 @@ def _flow_texts(count: int, cents: int) -> tuple[str, str]:
     return total, f'"{_money(average_cents(cents, count))}"'
 
 
-def account_json_text(
-    account_id: str, rows: Iterable[tuple[int, int, int, int, int, int]], *, compact: bool = False
-) -> str:
-    """One account's SPEC §3 JSON text, straight from its month rows (:meth:`Ledger.month_rows`).
-
-    Exactly ``json.dumps(summary.to_json(), ensure_ascii=False)`` (with ``separators=(",",
-    ":")`` when ``compact``), without building the summary or its dicts.
-    """
-    month_json = _COMPACT_MONTH_JSON if compact else _MONTH_JSON
-    months: list[str] = []
-    append = months.append
-    total = credit_count = credit_cents = debit_count = debit_cents = 0
-    for key, count, c_count, c_cents, d_count, d_cents in rows:
-        total += count
-        credit_count += c_count
-        credit_cents += c_cents
-        debit_count += d_count
-        debit_cents += d_cents
-        # The common month of a file of many accounts: one credit or none, one debit or none.
-        if c_count == 1:
-            c_total = _money(c_cents)
-            c_average = f'"{c_total}"'
-        else:
-            c_total, c_average = _flow_texts(c_count, c_cents)
-        if d_count == 1:
-            d_total = _money(d_cents)
-            d_average = f'"{d_total}"'
-        else:
-            d_total, d_average = _flow_texts(d_count, d_cents)
-        append(
-            month_json
-            % (
-                key >> 4 or "null",
-                key & 15,
-                count,
-                c_count,
-                c_total,
-                c_average,
-                d_count,
-                d_total,
-                d_average,
-            )
-        )
-    c_total, c_average = _flow_texts(credit_count, credit_cents)
-    d_total, d_average = _flow_texts(debit_count, debit_cents)
-    return (_COMPACT_ACCOUNT_JSON if compact else _ACCOUNT_JSON) % (
-        encode_basestring(account_id),
-        _money(credit_cents + debit_cents),
-        total,
-        credit_count,
-        c_total,
-        c_average,
-        debit_count,
-        d_total,
-        d_average,
-        ("," if compact else ", ").join(months),
-    )
-
-
-_COMPACT_MONTH_JSON = _compact(_MONTH_JSON)
-_COMPACT_ACCOUNT_JSON = _compact(_ACCOUNT_JSON)
 # A month's text from ints alone, by which flows have rows: ``"%d.%02d"`` formats the whole
 # and the cents of a (credit) total or average, ``"-%d.%02d"`` those of a debit one.
 _NO_FLOW = '{"count": 0, "total": "0.00", "average": null}'
@@ -601,12 +520,14 @@ _TEMPLATES = {
 def _ledger_json_texts(
     index: _BucketIndex, names: Sequence[str], *, compact: bool
 ) -> Iterator[str]:
-    """:func:`account_json_text` of each account of ``index``, in account id order.
+    """Each account's SPEC §3 JSON text, in account id order, straight from ``index``.
 
-    The same text; the month rows and the money formatting are inlined, as this runs once
-    per (account, month). A credit total is positive and a debit total negative whenever
-    their count is not zero, and so are their averages (every amount is at least a cent),
-    so each is written from its whole and cents parts with the sign in the template.
+    Exactly ``json.dumps(summary.to_json(), ensure_ascii=False)`` (with ``separators=(",",
+    ":")`` when ``compact``), without building the summaries or their dicts. The money
+    formatting is inlined, as this runs once per (account, month). A credit total is
+    positive and a debit total negative whenever their count is not zero, and so are their
+    averages (every amount is at least a cent), so each is written from its whole and cents
+    parts with the sign in the template.
     """
     neither, debit_only, credit_only, both, account_json = _TEMPLATES[compact]
     separator = "," if compact else ", "
@@ -727,7 +648,7 @@ class AccountSummaries(Sequence[AccountSummary]):
             self._ledger = self._index = None
 
     def json_texts(self, *, compact: bool = False) -> Iterator[str]:
-        """Each summary's JSON text in order, as :func:`account_json_text` writes it."""
+        """Each summary's JSON text in order: ``json.dumps`` of its ``to_json()``."""
         if self._frozen is not None:
             separators = (",", ":") if compact else (", ", ": ")
             for summary in self._frozen:

@@ -243,3 +243,44 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
     assert _run(batches, reference=False, with_account=True) == _run(
         batches, reference=True, with_account=True
     )
+
+
+def test_a_mixed_batch_keeps_later_increasing_batches_on_the_shortcut() -> None:
+    """An id like "07" among numeric ones: their numbers still bound the later batches.
+
+    Batch 2 starts at 30, which batch 1 (mixed, keyed row by row) accepted: a duplicate.
+    The batches after it increase past every accepted id and are kept aside, not put into
+    the seen ids one by one.
+    """
+    header = ["Id", "Date", "Amount", "AccountId"]
+
+    def rows(ids: range) -> list[list[str]]:
+        return [[str(i), "7/15", "1.00", "A"] for i in ids]
+
+    batches = [[["07", "7/15", "1.00", "A"], *rows(range(1, 31))], rows(range(30, 60))]
+    batches += [rows(range(start, start + 50)) for start in range(100, 2100, 50)]
+    assert _run(batches, reference=False, with_account=True) == _run(
+        batches, reference=True, with_account=True
+    )
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    line = 1
+    for batch in batches:
+        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
+        line += len(batch)
+    assert [(r.line, r.id, r.code) for r in rejected] == [(33, "30", "duplicate_id")]
+    # The shortcut is internal; what it saves is these keys (2,000 rows deferred).
+    assert len(validator._seen) < 100
+
+
+def test_summaries_handed_out_do_not_change_when_the_row_path_adds_rows() -> None:
+    """Small batches take the row path, which writes the buckets itself: it freezes them too."""
+    header = ["Id", "Date", "Amount", "AccountId"]
+    validator = RowValidator(header, default_account=None, on_reject=lambda _r: None)
+    validator.feed([["1", "7/15", "1.00", "A"]], [2], collect=False)
+    before = validator.ledger.summaries()
+    validator.feed([["2", "7/15", "2.00", "B"], ["3", "7/15", "3.00", "A"]], [3, 4], collect=False)
+    assert len(before) == 1
+    assert before[0].transaction_count == 1
+    after = validator.ledger.summaries()
+    assert [(s.account_id, s.transaction_count) for s in after] == [("A", 2), ("B", 1)]

@@ -21,7 +21,7 @@ from stori_pipeline.ingest.events import EventBridgePublisher, summary_entries
 from stori_pipeline.records import Rejection
 from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.stream import ImportResult, file_chunks, summarize_stream
-from stori_pipeline.summary import AccountSummaries, account_json_text
+from stori_pipeline.summary import AccountSummaries
 from stori_pipeline.synthetic import HeaderStyle, SyntheticSpec, write_synthetic
 from stori_pipeline.terminal import json_text
 from tests.unit._support import comparable, oracle
@@ -185,17 +185,24 @@ def test_view_is_frozen_before_the_ledger_changes() -> None:
     assert after[0].debit == Flow(2, -6)
 
 
-def test_account_json_text_is_json_dumps_of_to_json() -> None:
-    """The per-account writer from month rows, both separators, averages rounded half-up."""
+def test_json_texts_are_json_dumps_of_to_json_at_the_edges() -> None:
+    """The writer from the buckets at its edges.
+
+    Both separators, averages rounded half-up, zero amounts, a year and no year, 17-digit
+    totals, an id that JSON escapes.
+    """
     ledger = Ledger()
     for cents in (1, 2, 2, -1, -2, -2, 0, 333_333_333_333_333_33):
         ledger.add("Acc-1", None, 2, cents)
         ledger.add("Acc-1", 2100, 1, -cents)
-    (summary,) = ledger.summaries()
-    keys = sorted(ledger.buckets)
+    for cents in (3, -5, 0):
+        ledger.add('Acc-\u00e9"2', 2024, 12, cents)
+    expected = list(ledger.summaries())
     for compact, separators in ((False, (", ", ": ")), (True, (",", ":"))):
-        text = account_json_text("Acc-1", ledger.month_rows(keys), compact=compact)
-        assert text == json.dumps(summary.to_json(), separators=separators, ensure_ascii=False)
+        texts = list(ledger.summaries().json_texts(compact=compact))
+        assert texts == [
+            json.dumps(s.to_json(), separators=separators, ensure_ascii=False) for s in expected
+        ]
 
 
 def test_json_chunks_of_a_merged_tuple() -> None:
