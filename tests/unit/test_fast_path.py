@@ -61,6 +61,18 @@ def _run(batches: list[list[list[str]]], *, reference: bool, with_account: bool)
     )
 
 
+def _fed(
+    header: list[str], batches: list[list[list[str]]], rejected: list[Rejection]
+) -> RowValidator:
+    """A validator (no default account) fed the batches in order, lines counted from 2."""
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    line = 1
+    for batch in batches:
+        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
+        line += len(batch)
+    return validator
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(records(), max_size=4), st.booleans())
 def test_fast_path_equals_reference(batches: list[list[list[str]]], with_account: bool) -> None:
@@ -227,11 +239,7 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
         ],
     ]
     rejected: list[Rejection] = []
-    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
-    line = 1
-    for batch in batches:
-        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
-        line += len(batch)
+    _fed(header, batches, rejected)
     assert [(r.line, r.id, r.code) for r in rejected] == [
         (83, "11", "duplicate_id"),
         (105, "5", "duplicate_id"),
@@ -263,11 +271,7 @@ def test_a_mixed_batch_keeps_later_increasing_batches_on_the_shortcut() -> None:
         batches, reference=True, with_account=True
     )
     rejected: list[Rejection] = []
-    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
-    line = 1
-    for batch in batches:
-        validator.feed(batch, list(range(line + 1, line + 1 + len(batch))), collect=False)
-        line += len(batch)
+    validator = _fed(header, batches, rejected)
     assert [(r.line, r.id, r.code) for r in rejected] == [(33, "30", "duplicate_id")]
     # The shortcut is internal; what it saves is these keys (2,000 rows deferred).
     assert len(validator._seen) < 100
