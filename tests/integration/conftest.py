@@ -15,7 +15,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from stori_pipeline.retry import set_testing
 from stori_pipeline.settings import EmailSettings
+from tests.integration.ingest_stack import IngestStack
 
 REGION = "us-east-1"
 
@@ -47,6 +49,23 @@ def unique() -> str:
 def aio_session() -> aioboto3.Session:
     """An aioboto3 session with the fake credentials of the isolated environment."""
     return aioboto3.Session(region_name=REGION)
+
+
+@pytest.fixture
+def no_backoff_sleeps() -> Iterator[None]:
+    """Retry backoffs never sleep (``pytestmark = pytest.mark.usefixtures(...)`` in a module)."""
+    set_testing(True)
+    yield
+    set_testing(False)
+
+
+@pytest.fixture
+def ingest_stack(aws_endpoint: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> IngestStack:
+    """This test's bucket, tables, bus and capture queues, with the ingest handler's environment."""
+    created = IngestStack(aws_endpoint, unique).create()
+    for name, value in created.env().items():
+        monkeypatch.setenv(name, value)
+    return created
 
 
 @pytest.fixture

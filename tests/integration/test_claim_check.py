@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from handlers.process_user_transaction import handler as ingest_handler
 from stori_pipeline.email import InvalidSummaryEventError, TemplateCache, send_summary_email
 from stori_pipeline.ingest.events import MAX_ENTRY_BYTES
-from stori_pipeline.retry import set_testing
 from stori_pipeline.settings import EmailSettings
 from tests.integration.conftest import EmailResources
 from tests.integration.ingest_stack import FakeLambdaContext, IngestStack
@@ -33,31 +31,17 @@ def every_month_file() -> bytes:
     return ("TransactionId,Date,Amount,AccountId\n" + "\n".join(rows) + "\n").encode()
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_sleeps() -> Iterator[None]:
-    """Retry backoffs never sleep in tests."""
-    set_testing(True)
-    yield
-    set_testing(False)
+pytestmark = pytest.mark.usefixtures("no_backoff_sleeps")  # retry backoffs never sleep
 
 
 @pytest.fixture
-def stack(aws_endpoint: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> IngestStack:
-    """The ingest's resources and environment."""
-    created = IngestStack(aws_endpoint, unique).create()
-    for name, value in created.env().items():
-        monkeypatch.setenv(name, value)
-    return created
-
-
-@pytest.fixture
-def ingested(stack: IngestStack) -> dict[str, dict[str, Any]]:
+def ingested(ingest_stack: IngestStack) -> dict[str, dict[str, Any]]:
     """The file ingested by the handler; its events by account."""
     response = ingest_handler(
-        stack.upload("incoming/many/months.csv", every_month_file()), FakeLambdaContext()
+        ingest_stack.upload("incoming/many/months.csv", every_month_file()), FakeLambdaContext()
     )
     assert response["eventsReferenced"] == ["Big"]
-    events = stack.summary_events(expected=2)
+    events = ingest_stack.summary_events(expected=2)
     return {e["detail"].get("accountId") or e["detail"]["summary"]["accountId"]: e for e in events}
 
 
@@ -69,7 +53,7 @@ def mail(email_resources: EmailResources, unique: str) -> tuple[EmailSettings, s
 
 
 def test_an_oversized_summary_is_sent_by_reference_and_a_small_one_inline(
-    stack: IngestStack, ingested: dict[str, dict[str, Any]]
+    ingest_stack: IngestStack, ingested: dict[str, dict[str, Any]]
 ) -> None:
     """Big's event is version 2 and names the stored summary, in full; Small's stays version 1."""
     big, small = ingested["Big"]["detail"], ingested["Small"]["detail"]
@@ -79,9 +63,9 @@ def test_an_oversized_summary_is_sent_by_reference_and_a_small_one_inline(
     assert big["schemaVersion"] == 2
     assert "summary" not in big
     ref = big["summaryRef"]
-    assert ref["bucket"] == stack.bucket
+    assert ref["bucket"] == ingest_stack.bucket
     assert ref["key"] == f"summaries/{big['importId']}/Big.json"
-    stored = json.loads(stack.object_text(ref["key"]) or "null")
+    stored = json.loads(ingest_stack.object_text(ref["key"]) or "null")
     assert ref["bytes"] > MAX_ENTRY_BYTES
     assert stored["accountId"] == "Big"
     assert [(m["year"], m["month"]) for m in stored["months"]] == MONTHS
@@ -155,7 +139,7 @@ async def test_a_reference_to_any_other_object_is_refused_without_reading_it(
 
 
 async def test_a_missing_referenced_summary_is_a_permanent_failure(
-    stack: IngestStack,
+    ingest_stack: IngestStack,
     ingested: dict[str, dict[str, Any]],
     mail: tuple[EmailSettings, str],
     aio_session: Any,
@@ -163,7 +147,9 @@ async def test_a_missing_referenced_summary_is_a_permanent_failure(
 ) -> None:
     """Deleted (or expired) before the email ran: a clear permanent error, not a retry loop."""
     detail = ingested["Big"]["detail"]
-    stack.client("s3").delete_object(Bucket=stack.bucket, Key=detail["summaryRef"]["key"])
+    ingest_stack.client("s3").delete_object(
+        Bucket=ingest_stack.bucket, Key=detail["summaryRef"]["key"]
+    )
     async with (
         aio_session.client("dynamodb", endpoint_url=aws_endpoint) as dynamodb,
         aio_session.client("s3", endpoint_url=aws_endpoint) as s3,

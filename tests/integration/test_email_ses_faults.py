@@ -9,7 +9,6 @@ injected error is answered without sending, so moto records exactly what got thr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,19 +17,12 @@ import pytest
 from stori_pipeline.email import EmailRejectedError, TemplateCache, send_summary_email
 from stori_pipeline.email.ses import SEND_POLICY
 from stori_pipeline.errors import RetriesExhaustedError
-from stori_pipeline.retry import set_testing
 from stori_pipeline.settings import EmailSettings
 from tests.integration.conftest import EmailResources
 from tests.integration.ingest_stack import FakeLambdaContext
 from tests.integration.test_email_aws import sent_messages, summary_event
 
-
-@pytest.fixture(autouse=True)
-def _no_backoff_sleeps() -> Iterator[None]:
-    """Retry backoffs never sleep in tests."""
-    set_testing(True)
-    yield
-    set_testing(False)
+pytestmark = pytest.mark.usefixtures("no_backoff_sleeps")  # retry backoffs never sleep
 
 
 @dataclass

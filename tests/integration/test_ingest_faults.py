@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from botocore.credentials import ReadOnlyCredentials
 from stori_pipeline.errors import AwsOperationError, RetriesExhaustedError
 from stori_pipeline.ingest import dynamodb as dynamodb_sink
 from stori_pipeline.ingest import ingest_object
-from stori_pipeline.retry import RetryPolicy, set_testing
+from stori_pipeline.retry import RetryPolicy
 from stori_pipeline.synthetic import SyntheticSpec, write_synthetic
 from tests.integration.fault_proxy import THROTTLED, DynamoWire, Fault, fault_proxy
 from tests.integration.ingest_stack import IngestStack
@@ -31,12 +30,7 @@ LEAN_AGENT = "stori-pipeline lean-dynamodb"
 SESSION_TOKEN = "lambda-session-token"
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_sleeps() -> Iterator[None]:
-    """Retry backoffs never sleep in tests."""
-    set_testing(True)
-    yield
-    set_testing(False)
+pytestmark = pytest.mark.usefixtures("no_backoff_sleeps")  # retry backoffs never sleep
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ readable and its late event really is processed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -24,31 +23,23 @@ from stori_pipeline.ingest.versions import (
     ObjectVersion,
     VersionLedger,
 )
-from stori_pipeline.retry import RetryPolicy, set_testing
+from stori_pipeline.retry import RetryPolicy
 from tests.integration.ingest_stack import FakeLambdaContext, IngestStack
 
 FOUR = b"Id,Date,Transaction\n1,7/15,+60.5\n2,7/28,-10.3\n3,8/2,-20.46\n4,8/13,+10\n"
 ONE = b"Id,Date,Transaction\n9,9/1,+5\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_sleeps() -> Iterator[None]:
-    """Retry backoffs never sleep in tests."""
-    set_testing(True)
-    yield
-    set_testing(False)
+pytestmark = pytest.mark.usefixtures("no_backoff_sleeps")  # retry backoffs never sleep
 
 
 @pytest.fixture
-def stack(aws_endpoint: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> IngestStack:
-    """This test's resources (a versioned bucket, as deployed) and the handler's environment."""
-    created = IngestStack(aws_endpoint, unique).create()
-    created.client("s3").put_bucket_versioning(
-        Bucket=created.bucket, VersioningConfiguration={"Status": "Enabled"}
+def stack(ingest_stack: IngestStack) -> IngestStack:
+    """This test's resources with a versioned bucket, as deployed, and the handler's environment."""
+    ingest_stack.client("s3").put_bucket_versioning(
+        Bucket=ingest_stack.bucket, VersioningConfiguration={"Status": "Enabled"}
     )
-    for name, value in created.env().items():
-        monkeypatch.setenv(name, value)
-    return created
+    return ingest_stack
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
