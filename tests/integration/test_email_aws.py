@@ -19,6 +19,7 @@ from moto.backends import get_backend
 
 from stori_pipeline.email import (
     InvalidEmailError,
+    SentEmail,
     TemplateCache,
     TemplateProblem,
     UnknownAccountError,
@@ -61,6 +62,32 @@ class Stack:
 
     settings: EmailSettings
     recipient: str
+
+
+async def send_for(
+    stack: Stack,
+    clients: tuple[Any, Any, Any],
+    account_id: str,
+    import_id: str,
+    problems: list[TemplateProblem],
+    *,
+    cache: TemplateCache | None = None,
+) -> SentEmail:
+    """``send_summary_email`` of :func:`summary_event`, as the function calls it.
+
+    ``clients`` are the DynamoDB, S3 and SESv2 clients; template problems go to ``problems``;
+    a fresh template cache unless ``cache`` is given.
+    """
+    dynamodb, s3, ses = clients
+    return await send_summary_email(
+        summary_event(account_id, import_id)["detail"],
+        settings=stack.settings,
+        dynamodb=dynamodb,
+        s3=s3,
+        ses=ses,
+        template_cache=TemplateCache() if cache is None else cache,
+        on_template_problem=problems.append,
+    )
 
 
 @pytest.fixture
@@ -120,15 +147,7 @@ async def test_sends_mime_with_both_parts_and_logo(
     The user has no Locale, so it is written in the deployment's default, es-MX, in pesos.
     """
     problems: list[TemplateProblem] = []
-    sent = await send_summary_email(
-        summary_event(f"acc-{unique}", "1" * 32)["detail"],
-        settings=stack.settings,
-        dynamodb=dynamodb,
-        s3=s3,
-        ses=ses,
-        template_cache=TemplateCache(),
-        on_template_problem=problems.append,
-    )
+    sent = await send_for(stack, (dynamodb, s3, ses), f"acc-{unique}", "1" * 32, problems)
     assert sent.template_source == "packaged"
     assert [p.reason for p in problems] == ["missing"]
     (message,) = sent_messages(stack.recipient)
@@ -226,15 +245,7 @@ async def test_broken_s3_template_falls_back_to_packaged(
         Bucket=bucket, Key=key, Body=b"{{ ''.__class__.__mro__[1].__subclasses__() }}"
     )
     problems: list[TemplateProblem] = []
-    sent = await send_summary_email(
-        summary_event(f"acc-{unique}", "3" * 32)["detail"],
-        settings=stack.settings,
-        dynamodb=dynamodb,
-        s3=s3,
-        ses=ses,
-        template_cache=TemplateCache(),
-        on_template_problem=problems.append,
-    )
+    sent = await send_for(stack, (dynamodb, s3, ses), f"acc-{unique}", "3" * 32, problems)
     assert sent.template_source == "packaged"
     assert [(p.source, p.reason) for p in problems] == [(f"s3://{bucket}/{key}", "security_error")]
     (message,) = sent_messages(stack.recipient)
@@ -346,15 +357,7 @@ async def test_unreadable_s3_template_falls_back(
     bucket, key = stack.settings.templates_bucket, stack.settings.template_key
     await s3.put_object(Bucket=bucket, Key=key, Body=body)
     problems: list[TemplateProblem] = []
-    sent = await send_summary_email(
-        summary_event(f"acc-{unique}", "9" * 32)["detail"],
-        settings=stack.settings,
-        dynamodb=dynamodb,
-        s3=s3,
-        ses=ses,
-        template_cache=TemplateCache(),
-        on_template_problem=problems.append,
-    )
+    sent = await send_for(stack, (dynamodb, s3, ses), f"acc-{unique}", "9" * 32, problems)
     assert sent.template_source == "packaged"
     assert [p.reason for p in problems] == [reason]
     assert len(sent_messages(stack.recipient)) == 1

@@ -14,13 +14,14 @@ from typing import Any
 import boto3
 import pytest
 
-from stori_pipeline.email import TemplateCache, TemplateProblem, send_summary_email
+from stori_pipeline.email import TemplateCache, TemplateProblem
 from stori_pipeline.email.sandbox import DEFAULT_BUDGET
 from tests.integration.test_email_aws import (  # noqa: F401 - fixtures are found by name
     REGION,
     FakeLambdaContext,
     Stack,
     handler_env,
+    send_for,
     sent_messages,
     ses,
     stack,
@@ -94,15 +95,7 @@ async def test_hostile_template_neither_bloats_nor_corrupts_the_message(
     bucket, key = stack.settings.templates_bucket, stack.settings.template_key
     await s3.put_object(Bucket=bucket, Key=key, Body=template)
     problems: list[TemplateProblem] = []
-    sent = await send_summary_email(
-        summary_event(f"acc-{unique}", "b" * 32)["detail"],
-        settings=stack.settings,
-        dynamodb=dynamodb,
-        s3=s3,
-        ses=ses,
-        template_cache=TemplateCache(),
-        on_template_problem=problems.append,
-    )
+    sent = await send_for(stack, (dynamodb, s3, ses), f"acc-{unique}", "b" * 32, problems)
     assert sent.template_source == "packaged"
     assert [p.reason for p in problems] == [reason]
     (message,) = sent_messages(stack.recipient)
@@ -124,15 +117,8 @@ async def test_deleting_a_cached_hostile_template_restores_delivery(
     problems: list[TemplateProblem] = []
 
     async def send(import_id: str) -> str:
-        sent = await send_summary_email(
-            summary_event(f"acc-{unique}", import_id)["detail"],
-            settings=stack.settings,
-            dynamodb=dynamodb,
-            s3=s3,
-            ses=ses,
-            template_cache=cache,
-            on_template_problem=problems.append,
-        )
+        clients = (dynamodb, s3, ses)
+        sent = await send_for(stack, clients, f"acc-{unique}", import_id, problems, cache=cache)
         return sent.template_source
 
     started = time.monotonic()
