@@ -97,6 +97,9 @@ def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
     # werkzeug logs every request at INFO; the demo's own log says what happened.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Its ASL parser warns, per state machine created, that it ignores ToleratedFailurePercentage:
+    # ours is 0, which the bridge (local/stepfunctions.py) applies itself.
+    logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)
     _cache_jsonpath_parsing()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
