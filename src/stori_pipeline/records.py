@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from itertools import accumulate, compress, islice, repeat
-from operator import add, eq, le, lshift, lt, not_, or_
-from typing import NamedTuple, TypeVar
+from operator import add, eq, gt, le, lshift, lt, not_, or_
+from typing import NamedTuple, TypeVar, cast
 
 from stori_pipeline.errors import FileRejectedError
 from stori_pipeline.header_hints import header_hint
@@ -387,13 +387,17 @@ class RowValidator:
 
     def _targets_of(
         self, dates: Sequence[str], accounts: Sequence[str] | None
-    ) -> tuple[list[list[int] | None], list[int] | None]:
+    ) -> tuple[list[list[int] | None] | list[int], list[int] | None]:
         """Each row's pending list (see ``_targets``); ``None`` where the date or account is bad.
+
+        Each row's bucket key instead when the ledger is flat (:meth:`_keys_of`).
 
         Also the rows' account keys when they were looked up on the way (else ``None``): in
         a file of many accounts that is most batches, and the later steps then need not look
         the account texts up again (each lookup in a table that large misses the CPU caches).
         """
+        if self.ledger.flat:
+            return self._keys_of(dates, accounts)
         try:
             if accounts is None:
                 return list(map(self._default_targets.__getitem__, dates)), None
@@ -419,6 +423,26 @@ class RowValidator:
                     by_date[date] = target
             self._target_count += len(dates)  # an upper bound: some were there already
         return targets, account_keys
+
+    def _keys_of(
+        self, dates: Sequence[str], accounts: Sequence[str] | None
+    ) -> tuple[list[int], list[int] | None]:
+        """Each row's bucket key, negative where the date or account is bad (a flat ledger).
+
+        A ledger of many buckets takes keys, not pending lists (:attr:`Ledger.flat`): the
+        caches of lists are dropped, and the keys are made from the cached date and account
+        keys (``_BAD_DATE`` and ``_BAD_ACCOUNT`` are negative, and so is any key made with
+        one). Also the rows' account keys, as :meth:`_targets_of`.
+        """
+        if self._target_count:
+            self._targets.clear()
+            self._default_targets.clear()
+            self._target_count = 0
+        month_keys = _lookup(self._dates, dates, self._dates_of)
+        if accounts is None:
+            return month_keys, None  # the default account's key is 0
+        account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
+        return list(map(or_, account_keys, month_keys)), account_keys
 
     def _account_keys_for(self, rows: _Rows, accounts: Sequence[str]) -> Sequence[int]:
         """The account keys of rows of an account column (``accounts``: ``rows.accounts``)."""
@@ -554,8 +578,7 @@ class RowValidator:
             bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
         accounts = None if account_at is None else columns[account_at]
         targets, account_keys = self._targets_of(columns[date_at], accounts)
-        if None in targets:
-            bad.update(_positions(targets, None))
+        bad.update(_without_bucket(targets, flat=self.ledger.flat))
         # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
         # bulk, the good rows' only once the bad rows are out.
         amounts, joined_amounts, two_decimals, odd_amounts = _check_amounts(columns[amount_at], bad)
@@ -818,7 +841,7 @@ class _Rows:
     ids: Sequence[str]
     dates: Sequence[str]
     accounts: Sequence[str] | None
-    targets: Sequence[list[int] | None]
+    targets: Sequence[list[int] | int | None]  # bucket keys when the ledger is flat
     amounts: Sequence[str]
     account_keys: Sequence[int] | None = None  # when _targets_of looked them up
     cents: Sequence[int] = ()
@@ -851,6 +874,16 @@ def _without(column: Sequence[_V], backwards: list[int]) -> list[_V]:
     for i in backwards:
         del kept[i]
     return kept
+
+
+def _without_bucket(targets: Sequence[list[int] | int | None], *, flat: bool) -> list[int]:
+    """Positions of the rows with a bad date or account: no list, or (flat) a negative key."""
+    if not flat:
+        return _positions(targets, None) if None in targets else []
+    keys = cast("list[int]", targets)
+    if min(keys, default=0) >= 0:
+        return []
+    return list(compress(range(len(keys)), map(gt, repeat(0), keys)))
 
 
 def _positions(values: Sequence[object], value: object) -> list[int]:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import json
 import weakref
 from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from itertools import repeat
+from itertools import compress, islice, repeat
 from json.encoder import encode_basestring  # the C encoder's, as json.dumps uses
-from operator import lshift, lt, or_
-from typing import Any, overload
+from operator import add, and_, lshift, lt, mul, ne, or_, rshift, sub
+from typing import TYPE_CHECKING, Any, overload
 
 from stori_pipeline.money import average_cents, cents_to_decimal, format_cents
+
+if TYPE_CHECKING:
+    from stori_pipeline.bucket_table import RowTable
 
 __all__ = [
     "MONTH_NAMES",
@@ -282,11 +286,29 @@ class Ledger:
     :attr:`PENDING_LIMIT` amounts (or four per bucket, when there are more buckets than that
     allows: folding walks every list, so it stays a constant cost per row even for a file of
     100,000 accounts), or when :meth:`summaries` is asked for.
+
+    Past :attr:`MANY_BUCKETS` buckets (a file of thousands of accounts) a lookup per row in a
+    table that large, and a Python step per bucket, miss the CPU caches: the ledger turns
+    :attr:`flat` and hands its rows to a numpy-backed
+    :class:`~stori_pipeline.bucket_table.RowTable` (bucket keys and cents in flat arrays,
+    sorted and summed in bulk), from which the summaries' index and JSON are built column by
+    column too. Only such a ledger imports numpy.
     """
 
     ACCOUNT_SHIFT = 16  # year * 16 + month < 2**16 for every year SPEC §2 admits
     PENDING_LIMIT = 1 << 16  # amounts held before folding: about 2 MB of ints
-    __slots__ = ("_index", "_pending", "_pending_count", "_view", "accounts", "buckets")
+    # Past this many buckets with pending lists, rows go to a RowTable instead (flat).
+    MANY_BUCKETS = 1 << 14
+    __slots__ = (
+        "_exact",
+        "_index",
+        "_pending",
+        "_pending_count",
+        "_table",
+        "_view",
+        "accounts",
+        "buckets",
+    )
 
     def __init__(self) -> None:
         """Start empty."""
@@ -296,6 +318,9 @@ class Ledger:
         self._pending = _PendingLists()
         self._pending_count = 0
         self._view: weakref.ref[AccountSummaries] | None = None
+        # Many buckets: their rows, folded with numpy (flat); _exact once sums outgrew it.
+        self._table: RowTable | None = None
+        self._exact = False
 
     def __getstate__(self) -> tuple[None, dict[str, object]]:
         """Pickled without its view of the summaries (a weak reference)."""
@@ -328,8 +353,9 @@ class Ledger:
     def pending(self, key: int) -> list[int]:
         """The list collecting the amounts of bucket ``key`` until they are folded in.
 
-        The same list serves the bucket for the ledger's lifetime (folding empties it in
-        place), so callers may keep it, e.g. in a cache keyed on raw field text.
+        The same list serves the bucket until the ledger turns :attr:`flat` (folding empties
+        it in place), so callers may keep it until then, e.g. in a cache keyed on raw field
+        text.
         """
         amounts = self._pending[key]
         if amounts is None:
@@ -341,15 +367,56 @@ class Ledger:
         # One C-level pass: only a key without a list yet calls back (_PendingLists).
         return list(map(self._pending.__getitem__, keys))
 
-    def append_all(self, targets: Iterable[list[int]], amounts_cents: Sequence[int]) -> None:
-        """Append each amount to its target list (from :meth:`pending`), in one C-level pass."""
+    @property
+    def flat(self) -> bool:
+        """Whether rows go to a :class:`~stori_pipeline.bucket_table.RowTable` (many buckets).
+
+        Then :meth:`append_all` takes each row's bucket key (``account_key | year * 16 +
+        month``), not its pending list, and :meth:`pending` is not used.
+        """
+        return self._table is not None
+
+    def append_all(
+        self, targets: Sequence[list[int]] | Sequence[int], amounts_cents: Sequence[int]
+    ) -> None:
+        """Add accepted amounts: each to its target, in one C-level pass.
+
+        A target is the bucket's pending list (from :meth:`pending`), or its key when the
+        ledger is :attr:`flat`. Past :attr:`MANY_BUCKETS` buckets with pending lists, the
+        ledger turns flat after this call.
+        """
         if self._view is not None:
             self._changing()
+        table = self._table
+        if table is not None:
+            keys: Sequence[int] = targets  # type: ignore[assignment]  # flat: bucket keys
+            if not table.add(keys, amounts_cents):  # the sums could overflow 64 bits
+                self._leave_table()
+                add_to_buckets(self.buckets, keys, amounts_cents)
+            return
         # map() of the unbound list.append calls it at C speed; a zero-length deque drains it.
-        deque(map(list.append, targets, amounts_cents), maxlen=0)
+        deque(map(list.append, targets, amounts_cents), maxlen=0)  # type: ignore[arg-type]
         self._pending_count += len(amounts_cents)
-        if self._pending_count >= max(self.PENDING_LIMIT, 4 * len(self._pending)):
+        if len(self._pending) > self.MANY_BUCKETS and not self._exact:
+            self._enter_table()
+        elif self._pending_count >= max(self.PENDING_LIMIT, 4 * len(self._pending)):
             self.flush()
+
+    def _enter_table(self) -> None:
+        """Turn :attr:`flat`: fold the pending lists into the buckets, and drop them."""
+        from stori_pipeline.bucket_table import RowTable  # noqa: PLC0415 - numpy: many buckets only
+
+        self.flush()
+        self._pending.clear()
+        self._table = RowTable()
+
+    def _leave_table(self) -> None:
+        """Go back to Python ints for good: the table's buckets into :attr:`buckets`."""
+        table, self._table, self._exact = self._table, None, True
+        if table is None:
+            return
+        keys, figures = table.figures()
+        add_figures(self.buckets, keys.tolist(), figures.tolist())
 
     def flush(self) -> None:
         """Fold every pending amount into its bucket (a few C-level calls per bucket)."""
@@ -381,7 +448,7 @@ class Ledger:
         if view is not None:
             view.freeze()
 
-    def _bucket_stats(self, stats: MutableSequence[int]) -> list[int]:
+    def _bucket_figures(self, stats: MutableSequence[int]) -> list[int]:
         """Append each bucket's five figures to ``stats``; return the keys in the same order.
 
         One pass in the ledger's own order (the order its lists and amounts were made in, so
@@ -405,65 +472,149 @@ class Ledger:
         return keys
 
     def _bucket_index(self) -> _BucketIndex:
-        """A snapshot of the buckets with rows, for reading in account id order."""
+        """A snapshot of the buckets with rows, in output order: by account id, then month."""
+        if self._table is not None:
+            index = self._table_index()
+            if index is not None:
+                return index
+            self._leave_table()  # sums past 64 bits: Python ints, then
         stats: MutableSequence[int] = array("q")
         try:
-            keys = self._bucket_stats(stats)
+            keys = self._bucket_figures(stats)
         except OverflowError:  # a total past 2**63 cents: Python ints, then
             stats = []
-            keys = self._bucket_stats(stats)
+            keys = self._bucket_figures(stats)
+        shift, names = self.ACCOUNT_SHIFT, self.accounts
+        # Each account's place in id order (its rank) replaces its index in the keys, so
+        # sorting them puts every account's buckets together, in the order of the output.
+        by_name = sorted(range(len(names)), key=names.__getitem__)
+        rank = [0] * len(names)
+        deque(map(rank.__setitem__, by_name, range(len(names))), maxlen=0)
+        month_mask = (1 << shift) - 1
+        ranked = map(
+            or_,
+            map(lshift, map(rank.__getitem__, map(rshift, keys, repeat(shift))), repeat(shift)),
+            map(and_, keys, repeat(month_mask)),
+        )
         bits = max(len(keys), 1).bit_length()
-        # key << bits | slot: sorted, the keys in order, each with where its figures are.
-        packed = sorted(map(or_, map(lshift, keys, repeat(bits)), range(len(keys))))
-        del keys
-        spans: dict[int, tuple[int, int]] = {}
-        shift, current, start = bits + self.ACCOUNT_SHIFT, -1, 0
-        for position, item in enumerate(packed):
-            index = item >> shift
-            if index != current:
-                if current >= 0:
-                    spans[current] = (start, position)
-                current, start = index, position
-        if current >= 0:
-            spans[current] = (start, len(packed))
-        names = self.accounts
-        order = [(index, *spans[index]) for index in sorted(spans, key=names.__getitem__)]
-        return _BucketIndex(packed, bits, stats, order)
+        # ranked key << bits | slot, sorted: the buckets in output order, each with its slot.
+        packed = sorted(map(or_, map(lshift, ranked, repeat(bits)), range(len(keys))))
+        del keys, rank
+        slots = list(map(mul, map(and_, packed, repeat((1 << bits) - 1)), repeat(5)))
+        columns = [_taken(stats, map(add, slots, repeat(figure))) for figure in range(5)]
+        months = list(map(and_, map(rshift, packed, repeat(bits)), repeat(month_mask)))
+        ranks = list(map(rshift, packed, repeat(bits + shift)))
+        return _BucketIndex(months, columns, _spans(ranks, by_name))
+
+    def _table_index(self) -> _BucketIndex | None:
+        """:meth:`_bucket_index` of a :attr:`flat` ledger, in numpy; ``None`` past 64 bits."""
+        import numpy as np  # noqa: PLC0415 - a flat ledger has loaded it already
+
+        from stori_pipeline.bucket_table import EXACT_LIMIT, grouped  # noqa: PLC0415
+
+        table = self._table
+        assert table is not None
+        self.flush()  # nothing pending, unless someone used pending() on a flat ledger
+        keys, figures = table.figures()
+        buckets = self.buckets  # rows the row-at-a-time path added, and the fold before
+        if buckets:
+            magnitude = sum(abs(b[2]) + abs(b[4]) for b in buckets.values())
+            if table.magnitude + magnitude >= EXACT_LIMIT:
+                return None
+            keys, figures = grouped(
+                np.concatenate((keys, np.fromiter(buckets, np.int64, len(buckets)))),
+                np.concatenate((figures, np.array(list(buckets.values()), dtype=np.int64))),
+            )
+        shift, names = self.ACCOUNT_SHIFT, self.accounts
+        by_name = sorted(range(len(names)), key=names.__getitem__)
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[by_name] = np.arange(len(names), dtype=np.int64)
+        month_mask = (1 << shift) - 1
+        ranked = (rank[keys >> shift] << shift) | (keys & month_mask)
+        order = np.argsort(ranked)  # the keys are unique
+        ranked = ranked[order]
+        figures = figures[order]
+        columns = [figures[:, figure].copy() for figure in range(5)]
+        months = ranked & month_mask
+        if not len(ranked):
+            return _BucketIndex([], [[] for _ in range(5)], [])
+        ranks = ranked >> shift  # each account's buckets start where the rank changes
+        starts = np.flatnonzero(np.concatenate(([True], ranks[1:] != ranks[:-1])))
+        ends = np.append(starts[1:], len(ranks))
+        accounts = np.asarray(by_name, dtype=np.int64)[ranks[starts]]
+        spans = list(zip(accounts.tolist(), starts.tolist(), ends.tolist(), strict=True))
+        # numpy arrays slice like the lists and arrays of the Python path (and have tolist()).
+        return _BucketIndex(months, columns, spans)  # type: ignore[arg-type]
+
+
+def _taken(stats: MutableSequence[int], slots: Iterable[int]) -> MutableSequence[int]:
+    """``stats[slot]`` for each slot, as the same kind of sequence (an array or a list)."""
+    taken = map(stats.__getitem__, slots)
+    return array("q", taken) if isinstance(stats, array) else list(taken)
+
+
+def _spans(ranks: list[int], by_name: list[int]) -> list[tuple[int, int, int]]:
+    """``(account index, start, end)`` of each run of equal ``ranks`` (sorted account ranks)."""
+    if not ranks:
+        return []
+    starts = [0, *compress(range(1, len(ranks)), map(ne, islice(ranks, 1, None), ranks))]
+    ends = [*islice(starts, 1, None), len(ranks)]
+    accounts = map(by_name.__getitem__, map(ranks.__getitem__, starts))
+    return list(zip(accounts, starts, ends, strict=True))
 
 
 class _BucketIndex:
-    """A ledger's buckets with rows, snapshotted for reading account by account in id order.
+    """A ledger's buckets with rows, snapshotted in output order: by account id, then month.
 
-    ``stats[5 * slot : 5 * slot + 5]`` are a bucket's ``count, credit count, credit cents,
-    debit count, debit cents``; ``packed`` holds each bucket's ``key << bits | slot``, sorted;
-    ``order`` is ``(account index, start, end)`` of each account's span of ``packed``, by
-    account id. About 80 bytes a bucket.
+    ``months[i]`` is bucket *i*'s ``year * 16 + month`` (year 0: none), and
+    ``columns[f][i]`` its figure *f*: count, credit count, credit cents, debit count, debit
+    cents (lists, arrays of 64-bit ints, or numpy arrays). ``order`` is ``(account index,
+    start, end)`` of each account's buckets ``start:end``, by account id (each ``start`` is
+    the ``end`` before it).
     """
 
-    __slots__ = ("bits", "order", "packed", "stats")
+    __slots__ = ("columns", "months", "order")
 
     def __init__(
         self,
-        packed: list[int],
-        bits: int,
-        stats: MutableSequence[int],
+        months: Sequence[int],
+        columns: Sequence[Sequence[int]],
         order: list[tuple[int, int, int]],
     ) -> None:
-        self.packed, self.bits, self.stats, self.order = packed, bits, stats, order
+        self.months, self.columns, self.order = months, columns, order
 
-    def months(self, start: int, end: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+    def figures(self, start: int, end: int) -> Iterator[tuple[int, int, int, int, int, int]]:
         """Month key, count, credit count and cents, debit count and cents of each bucket.
 
-        The buckets ``packed[start:end]``, in order.
+        The buckets ``start:end``, in order, as Python ints.
         """
-        bits, stats = self.bits, self.stats
-        slot_mask, month_mask = (1 << bits) - 1, (1 << Ledger.ACCOUNT_SHIFT) - 1
-        for item in self.packed[start:end]:
-            slot = (item & slot_mask) * 5
-            count, credit_count, credit_cents, debit_count, debit_cents = stats[slot : slot + 5]
-            month = (item >> bits) & month_mask
-            yield month, count, credit_count, credit_cents, debit_count, debit_cents
+        return zip(*(_ints(c, start, end) for c in (self.months, *self.columns)), strict=True)
 
+    def texts(
+        self, low: int, high: int, starts: list[int], templates: Sequence[str]
+    ) -> tuple[list[str], list[tuple[int, int, int, int, int]]]:
+        """The month texts of buckets ``low:high``, and the five figures of each account.
+
+        ``starts`` are where the accounts' buckets start (from ``low``); ``templates`` the
+        month texts by which flows have rows (neither, debit, credit, both).
+        """
+        if isinstance(self.months, list | array):  # the Python path's columns
+            sizes = map(sub, [*islice(starts, 1, None), high - low], starts)
+            return _month_texts(self.figures(low, high), sizes, templates)
+        from stori_pipeline.bucket_table import month_texts  # noqa: PLC0415 - numpy columns
+
+        columns = [c[low:high] for c in self.columns]
+        return month_texts(self.months[low:high], columns, starts, templates)  # type: ignore[arg-type]
+
+
+def _ints(column: Sequence[int], start: int, end: int) -> list[int]:
+    """``column[start:end]`` as a list of Python ints (from a list, an array or numpy)."""
+    part = column[start:end]
+    return part if isinstance(part, list) else part.tolist()  # type: ignore[attr-defined]
+
+
+# The months written at a time (in whole accounts): a few MB of Python ints, whatever the file.
+_TEXT_BATCH = 8192
 
 _ACCOUNT_JSON = (
     '{"accountId": %s, "balance": "%s", "transactionCount": %d, '
@@ -523,28 +674,65 @@ def _ledger_json_texts(
     """Each account's SPEC §3 JSON text, in account id order, straight from ``index``.
 
     Exactly ``json.dumps(summary.to_json(), ensure_ascii=False)`` (with ``separators=(",",
-    ":")`` when ``compact``), without building the summaries or their dicts. The money
-    formatting is inlined, as this runs once per (account, month). A credit total is
-    positive and a debit total negative whenever their count is not zero, and so are their
-    averages (every amount is at least a cent), so each is written from its whole and cents
-    parts with the sign in the template.
+    ":")`` when ``compact``), without building the summaries or their dicts. The months of
+    about :data:`_TEXT_BATCH` buckets (whole accounts) are written at a time
+    (:meth:`_BucketIndex.texts`), then each account's own figures and its months' texts.
     """
-    neither, debit_only, credit_only, both, account_json = _TEMPLATES[compact]
+    *month_templates, account_json = _TEMPLATES[compact]
     separator = "," if compact else ", "
-    packed, bits, stats = index.packed, index.bits, index.stats
-    slot_mask, mask = (1 << bits) - 1, (1 << Ledger.ACCOUNT_SHIFT) - 1
-    for account, start, end in index.order:
-        months: list[str] = []
-        append = months.append
+    order = index.order
+    ends = [end for _account, _start, end in order]
+    first = 0
+    while first < len(order):
+        # The accounts up to the first one that reaches _TEXT_BATCH buckets, or to the end.
+        low = order[first][1]
+        last = min(bisect_left(ends, low + _TEXT_BATCH, first), len(order) - 1) + 1
+        accounts = order[first:last]
+        starts = [start - low for _account, start, _end in accounts]
+        texts, totals = index.texts(low, ends[last - 1], starts, month_templates)
+        for (account, start, end), (count, c_count, c_cents, d_count, d_cents) in zip(
+            accounts, totals, strict=True
+        ):
+            c_total, c_average = _flow_texts(c_count, c_cents)
+            d_total, d_average = _flow_texts(d_count, d_cents)
+            yield account_json % (
+                encode_basestring(names[account]),
+                _money(c_cents + d_cents),
+                count,
+                c_count,
+                c_total,
+                c_average,
+                d_count,
+                d_total,
+                d_average,
+                separator.join(texts[start - low : end - low]),
+            )
+        first = last
+
+
+def _month_texts(
+    buckets: Iterable[tuple[int, int, int, int, int, int]],
+    sizes: Iterable[int],
+    templates: Sequence[str],
+) -> tuple[list[str], list[tuple[int, int, int, int, int]]]:
+    """Each bucket's month text, and each account's five figures (``sizes``: its buckets).
+
+    The Python path of :meth:`_BucketIndex.texts`. The money formatting is inlined, as this
+    runs once per (account, month). A credit total is positive and a debit total negative
+    whenever their count is not zero, and so are their averages (every amount is at least a
+    cent), so each is written from its whole and cents parts with the sign in the template.
+    """
+    neither, debit_only, credit_only, both = templates
+    months: list[str] = []
+    totals: list[tuple[int, int, int, int, int]] = []
+    append = months.append
+    buckets = iter(buckets)
+    for size in sizes:
         total = credit_count = credit_cents = debit_count = debit_cents = 0
-        for item in packed[start:end]:
-            slot = (item & slot_mask) * 5
-            count, c_count, c_cents, d_count, d_cents = stats[slot : slot + 5]
-            key = item >> bits
+        for key, count, c_count, c_cents, d_count, d_cents in islice(buckets, size):
             total += count
-            month = key & mask
-            year = month >> 4 or "null"
-            month &= 15
+            year = key >> 4 or "null"
+            month = key & 15
             if d_count:
                 debit_count += d_count
                 debit_cents += d_cents
@@ -586,20 +774,8 @@ def _ledger_json_texts(
                 append(debit_only % (year, month, count, d_count, d_whole, d_frac, *d_mean))
             else:
                 append(neither % (year, month, count))
-        c_total, c_average = _flow_texts(credit_count, credit_cents)
-        d_total, d_average = _flow_texts(debit_count, debit_cents)
-        yield account_json % (
-            encode_basestring(names[account]),
-            _money(credit_cents + debit_cents),
-            total,
-            credit_count,
-            c_total,
-            c_average,
-            debit_count,
-            d_total,
-            d_average,
-            separator.join(months),
-        )
+        totals.append((total, credit_count, credit_cents, debit_count, debit_cents))
+    return months, totals
 
 
 class AccountSummaries(Sequence[AccountSummary]):
@@ -637,7 +813,7 @@ class AccountSummaries(Sequence[AccountSummary]):
         index, start, end = account
         months = tuple(
             MonthSummary(key // 16 or None, key % 16, count, Flow(cc, ccents), Flow(dc, dcents))
-            for key, count, cc, ccents, dc, dcents in self._bucket_index().months(start, end)
+            for key, count, cc, ccents, dc, dcents in self._bucket_index().figures(start, end)
         )
         return AccountSummary(ledger.accounts[index], months)
 
@@ -722,6 +898,18 @@ class AccountSummaries(Sequence[AccountSummary]):
 
 def _dumps(value: object, separators: tuple[str, str]) -> str:
     return json.dumps(value, separators=separators, ensure_ascii=False)
+
+
+def add_figures(
+    buckets: dict[int, list[int]], keys: Iterable[int], figures: Iterable[Sequence[int]]
+) -> None:
+    """Add buckets' five figures each (``[count, credit count, credit cents, ...]``) by key."""
+    for key, five in zip(keys, figures, strict=True):
+        bucket = buckets.get(key)
+        if bucket is None:
+            buckets[key] = list(five)
+        else:
+            buckets[key] = list(map(add, bucket, five))
 
 
 def add_to_buckets(
