@@ -27,7 +27,15 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EXACT_LIMIT", "FOLD_ROWS", "RowTable", "grouped", "month_texts", "row_figures"]
+__all__ = [
+    "EXACT_LIMIT",
+    "FOLD_ROWS",
+    "AccountFields",
+    "RowTable",
+    "grouped",
+    "month_texts",
+    "row_figures",
+]
 
 # Rows held in the flat arrays before they are folded: 8 MB of keys and cents, and the fold
 # itself works on a few arrays of that size.
@@ -120,44 +128,87 @@ class RowTable:
         self._table_keys, self._figures = new_keys, new_figures
 
 
+AccountFields = tuple[str, int, int, str, str, int, str, str]
+
+
+def _flow_parts(counts: Ints, magnitudes: Ints) -> list[Ints]:
+    """A flow's count, its total's whole and cents, its half-up average's whole and cents.
+
+    ``magnitudes`` are the totals without their sign. The average is ``(2 * cents + count)
+    // (2 * count)``, as :func:`~stori_pipeline.money.average_cents` rounds, with a divisor
+    of 1 where there are no rows (nothing of it is written then).
+    """
+    whole, cents = np.divmod(magnitudes, 100)
+    mean = (2 * magnitudes + counts) // (2 * np.maximum(counts, 1))
+    mean_whole, mean_cents = np.divmod(mean, 100)
+    return [counts, whole, cents, mean_whole, mean_cents]
+
+
+def _flow_fields(parts: list[Ints], sign: str) -> tuple[list[str], list[str]]:
+    """A flow's ``total`` and ``average`` JSON values per account.
+
+    ``"0.00"`` and ``null`` where it has no rows, as :func:`stori_pipeline.summary._flow_texts`.
+    """
+    whole, cents, mean_whole, mean_cents = (p.tolist() for p in parts[1:])
+    totals = list(map((sign + "%d.%02d").__mod__, zip(whole, cents, strict=True)))
+    averages = list(map(f'"{sign}%d.%02d"'.__mod__, zip(mean_whole, mean_cents, strict=True)))
+    for at in np.flatnonzero(parts[0] == 0).tolist():
+        totals[at], averages[at] = "0.00", "null"
+    return totals, averages
+
+
 def month_texts(
     months: Ints, columns: Sequence[Ints], starts: list[int], templates: Sequence[str]
-) -> tuple[list[str], list[tuple[int, int, int, int, int]]]:
-    """Each bucket's SPEC §3 month text, and each account's five figures, column by column.
+) -> tuple[list[str], list[AccountFields]]:
+    """Each bucket's SPEC §3 month text, and each account's own fields, column by column.
 
     ``months`` are the buckets' ``year * 16 + month`` keys and ``columns`` their five figures,
     in output order; ``starts`` where each account's buckets start; ``templates`` the month
     texts by which flows have rows: neither, debit only, credit only, both (a flow with rows
     is written as ``"%d.%02d"`` of its whole and cents, the sign in the template). The
-    whole, the cents and the half-up average (``(2 * cents + count) // (2 * count)``, as
-    :func:`~stori_pipeline.money.average_cents`) of every flow are worked out in numpy; each
-    kind of month is then formatted with one C-level ``map``. The sums fit: the table's
+    whole, the cents and the average of every flow are worked out in numpy, and each kind of
+    month is then formatted with one C-level ``map``. An account's fields are its balance,
+    count, and its credit and debit flows' count, total and average, as JSON values
+    (:func:`stori_pipeline.summary._ledger_json_texts`). The sums fit: the table's
     magnitudes stay below :data:`EXACT_LIMIT`.
     """
     counts, credit_counts, credit_cents, debit_counts, debit_cents = columns
     years = months >> 4
-    parts: list[npt.NDArray[np.generic]] = [
+    head: list[npt.NDArray[np.generic]] = [
         np.where(years == 0, "null", years.astype(str)).astype(object),
         months & 15,
         counts,
     ]
-    flows = []
-    for flow_counts, magnitudes in ((credit_counts, credit_cents), (debit_counts, -debit_cents)):
-        whole, cents = np.divmod(magnitudes, 100)
-        mean = (2 * magnitudes + flow_counts) // (2 * np.maximum(flow_counts, 1))
-        mean_whole, mean_cents = np.divmod(mean, 100)
-        flows.append([flow_counts, whole, cents, mean_whole, mean_cents])
-    credit, debit = flows
+    credit = _flow_parts(credit_counts, credit_cents)
+    debit = _flow_parts(debit_counts, -debit_cents)
     kinds = 2 * (credit_counts > 0) + (debit_counts > 0)
     texts: list[str] = [""] * len(months)
     for kind, template in enumerate(templates):
         at = np.flatnonzero(kinds == kind)
         if not len(at):
             continue
-        chosen = parts + (credit if kind & 2 else []) + (debit if kind & 1 else [])
+        chosen = head + (credit if kind & 2 else []) + (debit if kind & 1 else [])
         written = map(template.__mod__, zip(*(c[at].tolist() for c in chosen), strict=True))
         deque(map(texts.__setitem__, at.tolist(), written), maxlen=0)
     if not len(months):
         return texts, []
-    sums = [np.add.reduceat(c, starts).tolist() for c in columns]
-    return texts, list(zip(*sums, strict=True))
+    total, c_count, c_cents, d_count, d_cents = (np.add.reduceat(c, starts) for c in columns)
+    balance = c_cents + d_cents
+    whole, cents = np.divmod(np.abs(balance), 100)
+    signs = np.where(balance < 0, "-", "").astype(object).tolist()
+    balances = map("%s%d.%02d".__mod__, zip(signs, whole.tolist(), cents.tolist(), strict=True))
+    c_totals, c_averages = _flow_fields(_flow_parts(c_count, c_cents), "")
+    d_totals, d_averages = _flow_fields(_flow_parts(d_count, -d_cents), "-")
+    return texts, list(
+        zip(
+            balances,
+            total.tolist(),
+            c_count.tolist(),
+            c_totals,
+            c_averages,
+            d_count.tolist(),
+            d_totals,
+            d_averages,
+            strict=True,
+        )
+    )

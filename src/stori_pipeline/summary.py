@@ -592,8 +592,8 @@ class _BucketIndex:
 
     def texts(
         self, low: int, high: int, starts: list[int], templates: Sequence[str]
-    ) -> tuple[list[str], list[tuple[int, int, int, int, int]]]:
-        """The month texts of buckets ``low:high``, and the five figures of each account.
+    ) -> tuple[list[str], list[_AccountFields]]:
+        """The month texts of buckets ``low:high``, and the fields of each account.
 
         ``starts`` are where the accounts' buckets start (from ``low``); ``templates`` the
         month texts by which flows have rows (neither, debit, credit, both).
@@ -613,6 +613,9 @@ def _ints(column: Sequence[int], start: int, end: int) -> list[int]:
     return part if isinstance(part, list) else part.tolist()  # type: ignore[attr-defined]
 
 
+# An account's balance, count, and credit and debit count, total and average, as JSON values
+# (the account's text is _ACCOUNT_JSON of its id, these, and its months).
+_AccountFields = tuple[str, int, int, str, str, int, str, str]
 # The months written at a time (in whole accounts): a few MB of Python ints, whatever the file.
 _TEXT_BATCH = 8192
 
@@ -689,22 +692,11 @@ def _ledger_json_texts(
         last = min(bisect_left(ends, low + _TEXT_BATCH, first), len(order) - 1) + 1
         accounts = order[first:last]
         starts = [start - low for _account, start, _end in accounts]
-        texts, totals = index.texts(low, ends[last - 1], starts, month_templates)
-        for (account, start, end), (count, c_count, c_cents, d_count, d_cents) in zip(
-            accounts, totals, strict=True
-        ):
-            c_total, c_average = _flow_texts(c_count, c_cents)
-            d_total, d_average = _flow_texts(d_count, d_cents)
+        texts, fields = index.texts(low, ends[last - 1], starts, month_templates)
+        for (account, start, end), account_fields in zip(accounts, fields, strict=True):
             yield account_json % (
                 encode_basestring(names[account]),
-                _money(c_cents + d_cents),
-                count,
-                c_count,
-                c_total,
-                c_average,
-                d_count,
-                d_total,
-                d_average,
+                *account_fields,
                 separator.join(texts[start - low : end - low]),
             )
         first = last
@@ -714,8 +706,8 @@ def _month_texts(
     buckets: Iterable[tuple[int, int, int, int, int, int]],
     sizes: Iterable[int],
     templates: Sequence[str],
-) -> tuple[list[str], list[tuple[int, int, int, int, int]]]:
-    """Each bucket's month text, and each account's five figures (``sizes``: its buckets).
+) -> tuple[list[str], list[_AccountFields]]:
+    """Each bucket's month text, and each account's own fields (``sizes``: its buckets).
 
     The Python path of :meth:`_BucketIndex.texts`. The money formatting is inlined, as this
     runs once per (account, month). A credit total is positive and a debit total negative
@@ -724,7 +716,7 @@ def _month_texts(
     """
     neither, debit_only, credit_only, both = templates
     months: list[str] = []
-    totals: list[tuple[int, int, int, int, int]] = []
+    fields: list[_AccountFields] = []
     append = months.append
     buckets = iter(buckets)
     for size in sizes:
@@ -774,8 +766,13 @@ def _month_texts(
                 append(debit_only % (year, month, count, d_count, d_whole, d_frac, *d_mean))
             else:
                 append(neither % (year, month, count))
-        totals.append((total, credit_count, credit_cents, debit_count, debit_cents))
-    return months, totals
+        c_total, c_average = _flow_texts(credit_count, credit_cents)
+        d_total, d_average = _flow_texts(debit_count, debit_cents)
+        balance = _money(credit_cents + debit_cents)
+        fields.append(
+            (balance, total, credit_count, c_total, c_average, debit_count, d_total, d_average)
+        )
+    return months, fields
 
 
 class AccountSummaries(Sequence[AccountSummary]):
