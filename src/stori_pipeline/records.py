@@ -396,7 +396,11 @@ class RowValidator:
         a file of many accounts that is most batches, and the later steps then need not look
         the account texts up again (each lookup in a table that large misses the CPU caches).
         """
-        if self.ledger.flat:
+        if self.ledger.flat:  # keys, not lists: the caches of lists are of no more use
+            if self._target_count:
+                self._targets.clear()
+                self._default_targets.clear()
+                self._target_count = 0
             return self._keys_of(dates, accounts)
         try:
             if accounts is None:
@@ -405,13 +409,8 @@ class RowValidator:
             return list(map(dict.__getitem__, by_account, dates)), None
         except KeyError:
             pass  # a date or account text not seen before: look the buckets up by int key
-        month_keys = _lookup(self._dates, dates, self._dates_of)
-        account_keys = None
-        if accounts is None:
-            targets = self.ledger.pending_lists(month_keys)  # the default account's key is 0
-        else:
-            account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
-            targets = self.ledger.pending_lists(list(map(or_, account_keys, month_keys)))
+        keys, account_keys = self._keys_of(dates, accounts)
+        targets = self.ledger.pending_lists(keys)
         if self._target_count < _CACHE_LIMIT:  # remember them, bad ones too, for next time
             if accounts is None:
                 self._default_targets.update(zip(dates, targets, strict=True))
@@ -427,20 +426,16 @@ class RowValidator:
     def _keys_of(
         self, dates: Sequence[str], accounts: Sequence[str] | None
     ) -> tuple[list[int], list[int] | None]:
-        """Each row's bucket key, negative where the date or account is bad (a flat ledger).
+        """Each row's bucket key, negative where the date or account is bad; the account keys.
 
-        A ledger of many buckets takes keys, not pending lists (:attr:`Ledger.flat`): the
-        caches of lists are dropped, and the keys are made from the cached date and account
-        keys (``_BAD_DATE`` and ``_BAD_ACCOUNT`` are negative, and so is any key made with
-        one). Also the rows' account keys, as :meth:`_targets_of`.
+        Made from the cached date and account keys (``_BAD_DATE`` and ``_BAD_ACCOUNT`` are
+        negative, and so is any key made with one): what a flat ledger takes
+        (:attr:`Ledger.flat`), and what finds the pending lists otherwise. The account keys
+        are ``None`` without an account column (the default account's key is 0).
         """
-        if self._target_count:
-            self._targets.clear()
-            self._default_targets.clear()
-            self._target_count = 0
         month_keys = _lookup(self._dates, dates, self._dates_of)
         if accounts is None:
-            return month_keys, None  # the default account's key is 0
+            return month_keys, None
         account_keys = _lookup(self._account_keys, accounts, self._account_keys_of)
         return list(map(or_, account_keys, month_keys)), account_keys
 

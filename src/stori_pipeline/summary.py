@@ -484,12 +484,10 @@ class Ledger:
         except OverflowError:  # a total past 2**63 cents: Python ints, then
             stats = []
             keys = self._bucket_figures(stats)
-        shift, names = self.ACCOUNT_SHIFT, self.accounts
+        shift = self.ACCOUNT_SHIFT
         # Each account's place in id order (its rank) replaces its index in the keys, so
         # sorting them puts every account's buckets together, in the order of the output.
-        by_name = sorted(range(len(names)), key=names.__getitem__)
-        rank = [0] * len(names)
-        deque(map(rank.__setitem__, by_name, range(len(names))), maxlen=0)
+        by_name, rank = _name_ranks(self.accounts)
         month_mask = (1 << shift) - 1
         ranked = map(
             or_,
@@ -525,19 +523,17 @@ class Ledger:
                 np.concatenate((keys, np.fromiter(buckets, np.int64, len(buckets)))),
                 np.concatenate((figures, np.array(list(buckets.values()), dtype=np.int64))),
             )
-        shift, names = self.ACCOUNT_SHIFT, self.accounts
-        by_name = sorted(range(len(names)), key=names.__getitem__)
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[by_name] = np.arange(len(names), dtype=np.int64)
+        if not len(keys):
+            return _BucketIndex([], [[] for _ in range(5)], [])
+        shift = self.ACCOUNT_SHIFT
+        by_name, rank = _name_ranks(self.accounts)  # as in _bucket_index
         month_mask = (1 << shift) - 1
-        ranked = (rank[keys >> shift] << shift) | (keys & month_mask)
+        ranked = (np.asarray(rank, dtype=np.int64)[keys >> shift] << shift) | (keys & month_mask)
         order = np.argsort(ranked)  # the keys are unique
         ranked = ranked[order]
         figures = figures[order]
         columns = [figures[:, figure].copy() for figure in range(5)]
         months = ranked & month_mask
-        if not len(ranked):
-            return _BucketIndex([], [[] for _ in range(5)], [])
         ranks = ranked >> shift  # each account's buckets start where the rank changes
         starts = np.flatnonzero(np.concatenate(([True], ranks[1:] != ranks[:-1])))
         ends = np.append(starts[1:], len(ranks))
@@ -545,6 +541,14 @@ class Ledger:
         spans = list(zip(accounts.tolist(), starts.tolist(), ends.tolist(), strict=True))
         # numpy arrays slice like the lists and arrays of the Python path (and have tolist()).
         return _BucketIndex(months, columns, spans)  # type: ignore[arg-type]
+
+
+def _name_ranks(names: Sequence[str]) -> tuple[list[int], list[int]]:
+    """The account indexes in id order, and each account's place (rank) in that order."""
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = [0] * len(names)
+    deque(map(rank.__setitem__, by_name, range(len(names))), maxlen=0)
+    return by_name, rank
 
 
 def _taken(stats: MutableSequence[int], slots: Iterable[int]) -> MutableSequence[int]:
