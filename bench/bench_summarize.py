@@ -55,7 +55,7 @@ def bare_csv(path: Path) -> float:
 
 
 def summarize(path: Path) -> float:
-    """Time the library's summarize path (aiocsv streaming, validation, statistics)."""
+    """Time the library's summarize path (streaming, CSV blocks, validation, statistics)."""
     start = time.perf_counter()
     asyncio.run(summarize_stream(file_chunks(path)))
     return time.perf_counter() - start

@@ -28,7 +28,7 @@ DEFAULT = (
     # What each real handler imports (the proxy while handlers/ holds placeholders).
     "aioboto3",
     "aws_lambda_powertools.utilities.idempotency",
-    f"{_POWERTOOLS}, aioboto3, aiocsv, stori_pipeline.stream",
+    f"{_POWERTOOLS}, aioboto3, stori_pipeline.stream",
     f"{_POWERTOOLS}, aioboto3, jinja2.sandbox, css_inline, email_validator",
 )
 RUNS = 5

@@ -5,7 +5,7 @@ The pure core (parsing, validation, statistics) lives in :mod:`~stori_pipeline.r
 pipelines that orchestrate them build on it. Everything public is re-exported here.
 
 Names are imported on first access (PEP 562): ``import stori_pipeline.errors`` in a Lambda
-handler must not load the CSV stream, asyncio and aiocsv at cold start.
+handler must not load the CSV stream and asyncio at cold start.
 """
 
 from __future__ import annotations

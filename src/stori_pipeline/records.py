@@ -22,6 +22,7 @@ from itertools import accumulate, compress, islice, repeat
 from operator import add, eq, gt, le, lshift, lt, not_, or_
 from typing import NamedTuple, TypeVar, cast
 
+from stori_pipeline.csv_blocks import Columns
 from stori_pipeline.errors import FileRejectedError
 from stori_pipeline.header_hints import header_hint
 from stori_pipeline.money import cents_to_decimal, parse_cents
@@ -973,8 +974,10 @@ def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = Fals
 
 def _columns(
     records: Sequence[Sequence[str]], width: int
-) -> tuple[list[tuple[str, ...]], Sequence[int], list[int]]:
+) -> tuple[Sequence[Sequence[str]], Sequence[int], list[int]]:
     """The columns of the records with ``width`` fields, their positions, the others' positions."""
+    if isinstance(records, Columns) and records.width == width:
+        return records.columns, records.positions, list(records.odd)
     try:
         columns = list(zip(*records, strict=True))
     except ValueError:

@@ -1,7 +1,8 @@
-"""Streaming a transactions file: async bytes -> text -> aiocsv records -> validated batches.
+"""Streaming a transactions file: async bytes -> text -> CSV records -> validated batches.
 
 The same code path serves a local file and an S3 body: anything that is an
-``AsyncIterable[bytes]`` is a source. Memory stays flat: one chunk of text, one batch of
+``AsyncIterable[bytes]`` is a source. The text is read a block of lines at a time
+(:mod:`stori_pipeline.csv_blocks`). Memory stays flat: one chunk of text, one block of
 records, the summary buckets, and the set of accepted ids per account (SPEC §2's duplicate
 check is the only state that grows with the file).
 """
@@ -9,7 +10,6 @@ check is the only state that grows with the file).
 from __future__ import annotations
 
 import codecs
-import csv
 import json
 from collections.abc import (
     AsyncIterable,
@@ -21,11 +21,10 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from itertools import chain
 from pathlib import Path
 
-from aiocsv import AsyncReader
-
+from stori_pipeline.csv_blocks import Block, BlockReader
 from stori_pipeline.errors import FileRejectedError
 from stori_pipeline.gc_pause import collections_deferred
 from stori_pipeline.records import FileErrorCode, Rejection, RowValidator, Transaction
@@ -41,13 +40,11 @@ __all__ = [
 
 DEFAULT_BATCH_SIZE = 500
 # Records validated at a time (at most ``batch_size``): few enough that a batch's freshly
-# parsed lists and strings are still in the CPU caches while the validator goes over them
-# column by column, which it does several times. 500 at a time ran ~10% slower than 250.
+# parsed strings are still in the CPU caches while the validator goes over them column by
+# column, which it does several times (with aiocsv's records, 500 ran ~10% slower than 250;
+# with the block reader's columns, 250 to 1,000 ran alike).
 _FEED_SIZE = 250
 CHUNK_SIZE = 256 * 1024
-# Enough of the text's end to hold its last field (the csv module's limit is 131,072
-# characters, and a quoted field's raw text doubles its quotes).
-_TAIL_CHARS = 2 * 131_072 + 8
 
 
 class _DecodingErrors:
@@ -173,52 +170,17 @@ async def file_chunks(path: str | Path, chunk_size: int = CHUNK_SIZE) -> AsyncIt
 
 
 class _TextSource:
-    r"""The ``read(size)`` object aiocsv wants, decoding UTF-8 incrementally.
+    """A byte source decoded as UTF-8, incrementally, one chunk of text at a time.
 
     Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) instead of failing the
     file; the first time a chunk holds one, the validator starts checking rows for them
     (SPEC §2 ``invalid_encoding``), so clean files never pay for that check.
-
-    A final lone ``\r`` makes aiocsv drop the last record, so a ``\n`` is added here, where
-    it costs nothing per row (``\r\n`` ends the same line). The other end-of-text quirk, a
-    last record without a line break counted one line short, is :func:`_batch_lines`'s, told
-    by ``unterminated``.
     """
 
     def __init__(self, chunks: AsyncIterable[bytes], on_undecodable: Callable[[], None]) -> None:
         self._chunks = aiter(chunks)
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="stori-pipeline-escape")
         self._on_undecodable = on_undecodable
-        self._last = ""
-        self._tail = ""  # the text's last characters (see ends_in_open_quote)
-        self.done = False
-
-    @property
-    def unterminated(self) -> bool:
-        """The text has ended, and not with a line break."""
-        return self.done and self._last not in ("", "\n")
-
-    def ends_in_open_quote(self, last_field: str) -> bool:
-        """Whether the text ended inside the open quoted field ``last_field``.
-
-        Only asked when the last record's last field ends in a line break, so that field was
-        quoted. Closed, the text ends with the field's opening quote (at the start of a
-        field: after a delimiter, a line break or nothing), its escaped content, the closing
-        quote and the record's line break; left open, with the opening quote and the content
-        alone. When the text fits the closed form, the field is closed: an open field would
-        need the quote before the last line break to open it, yet that quote follows a line
-        break inside the same field.
-        """
-        raw = '"' + last_field.replace('"', '""')
-        tail = self._tail
-
-        def after_field_start(length: int) -> bool:
-            return length == len(tail) or tail[-length - 1] in ",\r\n"
-
-        for ending in ("\r\n", "\n", "\r"):
-            if tail.endswith(raw + '"' + ending) and after_field_start(len(raw) + 1 + len(ending)):
-                return False
-        return tail.endswith(raw) and after_field_start(len(raw))
 
     async def aclose(self) -> None:
         """Close the chunk iterator, when it can be closed (an async generator can)."""
@@ -226,25 +188,26 @@ class _TextSource:
         if close is not None:
             await close()
 
-    async def read(self, _size: int) -> str:
-        while not self.done:
-            errors = _DecodingErrors.count
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self.done = True
-                text = self._decoder.decode(b"", final=True)
-                if (text[-1:] or self._last) == "\r":
-                    text += "\n"
-            else:
-                text = self._decoder.decode(chunk)
-            if _DecodingErrors.count != errors:
-                self._on_undecodable()
-            if text:
-                self._last = text[-1]
-                self._tail = (self._tail + text)[-_TAIL_CHARS:]
-                return text
-        return ""
+    async def blocks(self, reader: BlockReader) -> AsyncIterator[Block]:
+        """The records of the text, read by ``reader``; the last block is the text's end."""
+        async for text in self._texts():
+            for block in reader.feed(text):
+                yield block
+                if block.error is not None:
+                    return
+        yield reader.finish()
+
+    async def _texts(self) -> AsyncIterator[str]:
+        async for chunk in self._chunks:
+            yield self._decode(chunk)
+        yield self._decode(b"", final=True)
+
+    def _decode(self, chunk: bytes, *, final: bool = False) -> str:
+        errors = _DecodingErrors.count
+        text = self._decoder.decode(chunk, final)
+        if _DecodingErrors.count != errors:
+            self._on_undecodable()
+        return text
 
 
 class TransactionStream:
@@ -290,6 +253,7 @@ class TransactionStream:
         self._finished = False
         self._undecodable = False
         self._malformed: FileRejectedError | None = None
+        self._accepted: list[Transaction] = []  # accepted rows not yielded yet
 
     @property
     def rows_read(self) -> int:
@@ -312,92 +276,79 @@ class TransactionStream:
             # outlive the event loop.
             await source.aclose()
 
-    async def _batches(  # noqa: C901 - one loop
-        self, source: _TextSource
-    ) -> AsyncIterator[list[Transaction]]:
-        reader = AsyncReader(source)
-        # AsyncReader.__anext__ is a Python coroutine around aiocsv's C parser, and its
-        # line_num a Python property: iterating the parser itself saves both on every row
-        # (~20% of the read time). Any aiocsv without that attribute gets the public path.
-        parser = getattr(reader, "_parser", reader)
-        records = aiter(parser)
-        header: list[str] = []
-        blank_lines = 0
-        try:
-            async for record in records:
-                if record:
-                    header = record
-                    break
-                blank_lines += 1
-        except csv.Error as exc:
-            detail = f"line {blank_lines + 1}: {exc}"
-            self._fail(FileRejectedError(FileErrorCode.MALFORMED_CSV, detail, line=blank_lines + 1))
-            return
-        if not header:
+    async def _batches(self, source: _TextSource) -> AsyncIterator[list[Transaction]]:
+        reader = BlockReader()
+        blocks = source.blocks(reader)
+        validator: RowValidator | None = None
+        async for block in blocks:
+            records, ends = block.records, block.ends
+            if validator is None:
+                first = next((i for i, record in enumerate(records) if record), None)
+                if first is None:  # blank lines so far
+                    if block.error is not None:
+                        self._fail(_malformed(block.error, reader.line + 1))
+                        return
+                    continue
+                validator = self._validator_for(records[first], ends[first])
+                if validator is None:
+                    return
+                records, ends = records[first + 1 :], ends[first + 1 :]
+            async for batch in self._feed_block(validator, records, ends, blank=block.blank):
+                yield batch
+            if block.error is not None:
+                # Past the csv module's field limit (131,072 characters) — in practice an
+                # unterminated quote swallowing the rest of the file. The rows before it were
+                # read; nothing after it can be trusted, so the file is rejected from here.
+                self._malformed = _malformed(block.error, reader.line + 1 + self._line_offset)
+                break
+        if validator is None and self._error is None:
             self._fail(FileRejectedError(FileErrorCode.EMPTY_FILE, "the file has no header"))
             return
+        if self._accepted:
+            yield self._accepted
+            self._accepted = []
+        self._finished = True
+
+    def _validator_for(self, header: list[str], line: int) -> RowValidator | None:
+        """The validator of a file with this header (on this line), or ``None``: refused."""
         try:
             validator = RowValidator(
                 header, default_account=self._account, on_reject=self._on_reject
             )
         except FileRejectedError as exc:
             # The header is what is wrong (bad_header, no_account): say on which line it is.
-            header_line = blank_lines + _record_lines(header)
-            self._fail(FileRejectedError(exc.code, exc.detail, line=header_line))
-            return
+            self._fail(FileRejectedError(exc.code, exc.detail, line=line))
+            return None
         validator.check_encoding = self._undecodable
         validator.duplicate_lines = self._duplicate_lines
         self._validator = validator
-        collect, size = self._collect, self._batch_size
+        return validator
+
+    async def _feed_block(
+        self,
+        validator: RowValidator,
+        records: Sequence[list[str]],
+        ends: Sequence[int],
+        *,
+        blank: bool,
+    ) -> AsyncIterator[list[Transaction]]:
+        """Validate a block's records, ``_FEED_SIZE`` at a time; yield full batches."""
+        size, collect = self._batch_size, self._collect
         feed_size = min(size, _FEED_SIZE)
-        # The loop below does nothing per record but keep it: line numbers are worked out
-        # once per batch (_batch_lines), and blank lines dropped then (_feed_batch).
-        # The line the last record read ends on.
-        line = blank_lines + _record_lines(header) + self._line_offset
-        counted = parser.line_num
-        batch: list[list[str]] = []
-        accepted: list[Transaction] = []
-        error: csv.Error | None = None
-        try:
-            async for record in records:
-                batch.append(record)
-                if len(batch) >= feed_size:
-                    taken, line = _feed_batch(
-                        validator,
-                        batch,
-                        start=line,
-                        counted=parser.line_num - counted,
-                        source=source,
-                        collect=collect,
-                    )
-                    accepted += taken
-                    counted, batch = parser.line_num, []
-                    if len(accepted) >= size:
-                        yield accepted[:size]
-                        del accepted[:size]
-        except csv.Error as exc:
-            error = exc
-        if batch:
-            taken, line = _feed_batch(
-                validator,
-                batch,
-                start=line,
-                counted=parser.line_num - counted,
-                source=source,
-                collect=collect,
-            )
-            accepted += taken
-        if error is not None:
-            # Past the csv module's field limit (131,072 characters) — in practice an
-            # unterminated quote swallowing the rest of the file. The rows before it were
-            # read; nothing after it can be trusted, so the file is rejected from here.
-            self._malformed = FileRejectedError(
-                FileErrorCode.MALFORMED_CSV, f"line {line + 1}: {error}", line=line + 1
-            )
-        while accepted:
-            yield accepted[:size]
-            del accepted[:size]
-        self._finished = True
+        lines = _shifted(ends, self._line_offset)
+        accepted = self._accepted
+        for start in range(0, len(records), feed_size):
+            batch = records[start : start + feed_size]
+            batch_lines = lines[start : start + feed_size]
+            if blank:  # blank lines: lines, but not rows
+                kept = [i for i, record in enumerate(batch) if record]
+                batch = [batch[i] for i in kept]
+                batch_lines = [batch_lines[i] for i in kept]
+            if batch:
+                accepted += validator.feed(batch, batch_lines, collect=collect)
+            while len(accepted) >= size:
+                yield accepted[:size]
+                del accepted[:size]
 
     def _fail(self, error: FileRejectedError) -> None:
         self._error = error
@@ -433,68 +384,17 @@ class TransactionStream:
         return ImportResult(v.rows_read, v.rows_accepted, v.rows_rejected, v.ledger.summaries())
 
 
-def _record_lines(record: list[str]) -> int:
-    r"""Physical lines a record spans: line breaks in its fields (``\r\n``, ``\r``, ``\n``) + 1."""
-    text = "\x00".join(record)  # a separator, so no \r\n is made across two fields
-    return 1 + text.count("\r") + text.count("\n") - text.count("\r\n")
+def _malformed(error: Exception, line: int) -> FileRejectedError:
+    return FileRejectedError(FileErrorCode.MALFORMED_CSV, f"line {line}: {error}", line=line)
 
 
-def _batch_lines(
-    batch: list[list[str]], start: int, counted: int, source: _TextSource
-) -> Sequence[int]:
-    r"""The line each record of a batch ends on, the last record before it ending on ``start``.
-
-    ``counted`` is how far the parser's line count advanced while it read the batch. When
-    that is exactly one per record, record *i* ends on line ``start + i + 1``, and the
-    common case costs nothing per record. Otherwise each record's lines are counted from its
-    fields (:func:`_record_lines`), which is what the csv module counts, because the
-    parser's count can be off: a record spans several lines (a quoted field holding line
-    breaks); the text ended without a final line break (``source.unterminated``), which the
-    parser does not count — and a multi-line record could hide that; or a line ended by a
-    lone ``\r`` was followed by a blank one, which aiocsv 1.4 counts twice.
-
-    One record is counted a line too many from its fields: the file's last, when the text
-    ended inside its open quote right after a line break (a truncated upload), so that no
-    line ends it. The text's own end tells it apart from a closed quote followed by a line
-    break (:meth:`_TextSource.ends_in_open_quote`); the parser's count cannot, since it may
-    hold a double count, and a batch boundary must not change a line number (a file read in
-    slices, :mod:`stori_pipeline.scaleout`, batches differently).
-    """
-    if counted == len(batch) and not source.unterminated:
-        return range(start + 1, start + counted + 1)
-    lines = list(accumulate(map(_record_lines, batch), initial=start))[1:]
-    if (
-        source.done
-        and not source.unterminated
-        and batch[-1][-1:]
-        and batch[-1][-1][-1:] in ("\r", "\n")
-        and source.ends_in_open_quote(batch[-1][-1])
-    ):
-        lines[-1] -= 1
-    return lines
-
-
-def _feed_batch(  # noqa: PLR0913 - the batch and where the line counts stood
-    validator: RowValidator,
-    batch: list[list[str]],
-    *,
-    start: int,
-    counted: int,
-    source: _TextSource,
-    collect: bool,
-) -> tuple[list[Transaction], int]:
-    """Validate a batch of records (see :func:`_batch_lines` for ``start`` and ``counted``).
-
-    Blank lines (empty records) are dropped: lines, but not rows. Returns the accepted rows
-    and the line the batch's last record ends on.
-    """
-    lines = _batch_lines(batch, start, counted, source)
-    end = lines[-1]
-    if not all(batch):
-        kept = [i for i, record in enumerate(batch) if record]
-        batch = [batch[i] for i in kept]
-        lines = [lines[i] for i in kept]
-    return (validator.feed(batch, lines, collect=collect) if batch else []), end
+def _shifted(lines: Sequence[int], offset: int) -> Sequence[int]:
+    """Line numbers moved down by ``offset`` (a range stays a range)."""
+    if not offset:
+        return lines
+    if isinstance(lines, range):
+        return range(lines.start + offset, lines.stop + offset)
+    return [line + offset for line in lines]
 
 
 async def summarize_stream(

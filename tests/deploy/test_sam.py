@@ -139,7 +139,7 @@ def test_every_wheel_in_the_layer_is_tagged_for_lambda(build_dir: Path) -> None:
 def test_layer_ships_runtime_dependencies_only(build_dir: Path) -> None:
     """The layer holds the runtime set from uv.lock: no dev tools, no `local` extra, no CLI-only."""
     top = {p.name.split("-")[0].lower() for p in _layer(build_dir).iterdir()}
-    assert {"aioboto3", "aiocsv", "aws_lambda_powertools", "jinja2", "css_inline", "babel"} <= top
+    assert {"aioboto3", "aws_lambda_powertools", "jinja2", "css_inline", "babel"} <= top
     assert top & NEVER_SHIPPED == set()
 
 

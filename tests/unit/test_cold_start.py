@@ -20,7 +20,6 @@ DEFERRED = (
     "aiohttp",
     "aiobotocore",
     "aioboto3",
-    "aiocsv",
     "jinja2",
     "css_inline",
     "asyncio",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stori_pipeline.csv_blocks import Columns
 from stori_pipeline.records import Rejection, RowValidator, Transaction
 
 IDS = st.one_of(
@@ -80,6 +81,33 @@ def test_fast_path_equals_reference(batches: list[list[list[str]]], with_account
     assert _run(batches, reference=False, with_account=with_account) == _run(
         batches, reference=True, with_account=with_account
     )
+
+
+def _as_columns(rows: list[list[str]], width: int) -> Columns:
+    """The rows as the block reader holds them: columns of ``width``, the others aside."""
+    positions = [i for i, row in enumerate(rows) if len(row) == width]
+    odd = {i: row for i, row in enumerate(rows) if len(row) != width}
+    columns = [[rows[i][k] for i in positions] for k in range(width)]
+    return Columns(columns, len(rows), positions, odd)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records(), max_size=4))
+def test_columns_are_validated_as_the_same_records(batches: list[list[list[str]]]) -> None:
+    """Records held as ``Columns`` (with rows of another width aside) give the same results."""
+    header = ["Id", "Date", "Amount", "AccountId"]
+    results = []
+    for as_columns in (False, True):
+        rejected: list[Rejection] = []
+        validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+        accepted: list[Transaction] = []
+        line = 1
+        for batch in batches:
+            lines = range(line + 1, line + 1 + len(batch))
+            line += len(batch)
+            accepted += validator.feed(_as_columns(batch, 4) if as_columns else batch, lines)
+        results.append((accepted, rejected, validator.ledger.summaries(), validator.rows_read))
+    assert results[0] == results[1]
 
 
 def _row_path_forbidden(*_args: object) -> None:
