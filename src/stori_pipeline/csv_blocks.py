@@ -11,7 +11,8 @@ same, which is on nearly every line of a real file:
   line endings are made ``\n`` first, unless the block also holds a lone ``\r`` (an old Mac
   line end), whose block the csv module reads instead.
 - A line with a quote is read by the csv module on its own. When that leaves a quoted field
-  open (a field holding a line break), the whole block is read by the csv module instead.
+  open (a field holding a line break), or when quotes are common in the block (more than
+  one per four lines), the whole block is read by the csv module instead.
 - A block without blank lines is split all at once, into :class:`Columns` (one list per
   field, no list per record), with the few lines of another width than the rest set aside
   as records; a block with blank lines, or of many widths, is a list of records.
@@ -155,8 +156,8 @@ class BlockReader:
             # The text before ``floor`` is known not to end a record: a cut one, read before.
             floor = begin + self._cut
             end = _line_end(pending, begin, begin + self._need)
-            if end <= floor:
-                end = _line_end(pending, begin, len(pending))
+            if end <= floor:  # the first line end past the block's size, if one has come
+                end = _next_line_end(pending, begin + self._need)
             if end <= floor:  # no line has ended since the last read
                 error = _field_over_limit(pending[begin:])
                 if error is not None:
@@ -191,7 +192,10 @@ class BlockReader:
             text = block.replace("\r\n", "\n")
         if _may_exceed_limit(text):
             return self._read_csv(block, final=final)
-        quoted = _quoted_records(text) if '"' in text else []
+        quotes = text.count('"')
+        if quotes > text.count("\n") // 4 + 2:  # many quoted lines: the csv module's block
+            return self._read_csv(block, final=final)
+        quoted = _quoted_records(text) if quotes else []
         if quoted is None:  # a quoted field holds a line break
             return self._read_csv(block, final=final)
         blank = text[0] == "\n" or "\n\n" in text
@@ -238,11 +242,22 @@ class BlockReader:
 def _line_end(text: str, begin: int, limit: int) -> int:
     r"""Where the last line that ends in ``text[begin:limit]`` ends (0: none does).
 
-    A ``\r`` ends a line only when no ``\n`` follows it inside the range — nor right after
-    it, where it would be a ``\r\n`` cut in two.
+    That is after its last ``\n``, or after a later lone ``\r``: one with a character after
+    it inside the range that is not a ``\n`` (a ``\r`` at the range's end may be a ``\r\n``
+    cut in two).
     """
-    end = text.rfind("\n", begin, limit) + 1
-    return end or text.rfind("\r", begin, min(limit, len(text)) - 1) + 1
+    newline = text.rfind("\n", begin, limit) + 1
+    return max(newline, text.rfind("\r", begin, min(limit, len(text)) - 1) + 1)
+
+
+def _next_line_end(text: str, start: int) -> int:
+    r"""Where the first line that ends at or after ``start`` ends (0: none has yet)."""
+    newline = text.find("\n", start)
+    # A lone \r before that \n (not its \r\n), with a character after it.
+    carriage = text.find("\r", start, (len(text) if newline < 0 else newline) - 1)
+    if carriage >= 0:
+        return carriage + 1
+    return newline + 1
 
 
 def _field_over_limit(text: str) -> csv.Error | None:
@@ -340,7 +355,7 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
     odd: dict[int, list[str]] = {}
     at = line = 0
     while at < len(fields):
-        alike = _leading(fields[at + width :: step], "\n")
+        alike = _alike(fields, at, width)
         if alike:
             stop = at + alike * step
             for k in range(width):
@@ -351,11 +366,30 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
             end = fields.index("\n", at)
             odd[line] = fields[at:end]
             at, line = end + 1, line + 1
-            if len(odd) * 10 > count:
+            if len(odd) * 16 > line + 64:  # too many: give up early, not at the block's end
                 return None
     if line != count:
         return None
     return Columns(columns, count, positions, odd)
+
+
+def _alike(fields: list[str], at: int, width: int) -> int:
+    r"""How many lines of ``width`` fields start at ``fields[at]`` (:func:`_walk`).
+
+    Their line ends are looked for in windows that double, so finding the next line of
+    another width costs about as much as the lines before it: linear in the block.
+    """
+    step = width + 1
+    alike = 0
+    window = 16
+    while True:
+        start = at + alike * step + width
+        ends = fields[start : start + window * step : step]
+        leading = _leading(ends, "\n")
+        alike += leading
+        if leading < len(ends) or len(ends) < window:
+            return alike
+        window *= 2
 
 
 def _leading(items: list[str], value: str) -> int:

@@ -195,3 +195,31 @@ def test_lines_of_one_width_with_a_few_others_read_as_csv_reader_does(
         part = block.records[start:stop]
         assert list(part) == records[start:stop]
         assert [part[i] for i in range(len(part))] == records[start:stop]
+
+
+@pytest.mark.parametrize("min_block", [1, 4, 16, 64])
+def test_lone_cr_lines_after_a_quoted_line_break_are_read_before_a_field_over_the_limit(
+    min_block: int,
+) -> None:
+    r"""A record cut at a ``\n`` inside quotes, then old-Mac ``\r`` line ends: none is lost.
+
+    The line ends after the cut are lone ``\r``; they end lines as well as ``\n`` does, so
+    the records before the over-long field are read, and the error comes after them.
+    """
+    old = csv.field_size_limit(10)
+    try:
+        text = '"a\nb"\rc\rd\r' + "x" * 20 + "\r"
+        got = actual(read_blocks(iter([text]), min_block))
+        assert got == expected(text)
+        assert got[0] == [["a\nb"], ["c"], ["d"]]
+    finally:
+        csv.field_size_limit(old)
+
+
+def test_a_block_ends_at_the_first_line_end_past_its_size() -> None:
+    """A long first line does not make the block everything up to the last line end held."""
+    reader = BlockReader(64)
+    text = "x" * 200 + "\n" + "a,b\n" * 1000
+    blocks = list(reader.feed(text))
+    assert len(blocks[0].records) == 1
+    assert max(len(b.records) for b in blocks) < 100
