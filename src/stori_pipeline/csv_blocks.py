@@ -157,7 +157,7 @@ class BlockReader:
             floor = begin + self._cut
             end = _line_end(pending, begin, begin + self._need)
             if end <= floor:  # the first line end past the block's size, if one has come
-                end = _next_line_end(pending, begin + self._need)
+                end = _next_line_end(pending, max(floor, begin + self._need - 1))
             if end <= floor:  # no line has ended since the last read
                 error = _field_over_limit(pending[begin:])
                 if error is not None:
