@@ -344,10 +344,10 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
 
     ``fields`` are the ``count`` lines' fields, each line followed by ``"\n"``. From a line
     start, the lines of ``width`` fields that follow are as many as the ``"\n"`` that lead
-    every (*w*+1)th field (:func:`_leading`); the line after them is read up to its own
+    every (*w*+1)th field (:func:`_alike`); the line after them is read up to its own
     ``"\n"``. Two short lines could pass for one of ``width`` fields; then fewer lines are
-    found than there are, and so does a block of more than a tenth of lines set aside:
-    ``None`` (the block is read line by line).
+    found than there are: ``None`` (the block is read line by line), as when more than about
+    one line in sixteen so far was set aside.
     """
     step = width + 1
     columns: list[list[str]] = [[] for _ in range(width)]
