@@ -199,7 +199,9 @@ class BlockReader:
         if quoted is None:  # a quoted field holds a line break
             return self._read_csv(block, final=final)
         blank = text[0] == "\n" or "\n\n" in text
-        records = (None if blank else _columns_of(text, quoted)) or _split_records(text, quoted)
+        records = (None if blank else _columns_of(text, quoted)) or _split_records(
+            text, quoted, blank=blank
+        )
         start = self._line
         self._line = start + len(records)
         return Block(records, range(start + 1, self._line + 1), blank), ""
@@ -432,10 +434,10 @@ def _with_quoted(columns: Columns, quoted: list[_Quoted]) -> Columns:
     return columns
 
 
-def _split_records(text: str, quoted: list[_Quoted]) -> list[list[str]]:
+def _split_records(text: str, quoted: list[_Quoted], *, blank: bool) -> list[list[str]]:
     """The records of ``text``'s lines: split at commas, a quoted line's as the csv module read it.
 
-    A blank line is an empty record.
+    A blank line (there are some when ``blank``) is an empty record.
     """
     lines = text.split("\n")
     if text[-1] == "\n":
@@ -443,7 +445,7 @@ def _split_records(text: str, quoted: list[_Quoted]) -> list[list[str]]:
     records = [line.split(",") for line in lines]
     for line in quoted:
         records[line.line] = line.record
-    if text[0] == "\n" or "\n\n" in text:
+    if blank:
         for index, line_text in enumerate(lines):
             if not line_text:
                 records[index] = []
