@@ -33,8 +33,7 @@ import csv
 import io
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from itertools import chain, repeat
-from operator import sub
+from itertools import chain
 from typing import NamedTuple, overload
 
 __all__ = ["MIN_BLOCK_CHARS", "Block", "BlockReader", "Columns"]
@@ -51,28 +50,36 @@ class Columns(Sequence[list[str]]):
     What a block of lines is read as when nearly all are of one width: the columns come from
     one ``str.split`` of the whole block, so no list is built per record — the validator
     works column by column anyway. The few records of another width (``odd``: position ->
-    record) are kept aside, as the validator would set them aside. Indexing gives a record
-    (a list), slicing (by steps of one) a ``Columns``.
+    record) are kept aside, as the validator would set them aside; ``positions`` are the
+    others', in order. Indexing gives a record (a list), slicing (by steps of one) a
+    ``Columns``.
     """
 
-    __slots__ = ("_length", "columns", "odd", "positions")
+    __slots__ = ("_length", "_odd_at", "columns", "odd")
 
     def __init__(
         self,
         columns: list[list[str]],
         length: int,
-        positions: Sequence[int] | None = None,
         odd: dict[int, list[str]] | None = None,
     ) -> None:
         self.columns = columns
         self._length = length
-        self.positions: Sequence[int] = range(length) if positions is None else positions
         self.odd: dict[int, list[str]] = odd or {}
+        self._odd_at = sorted(self.odd)  # the odd records' positions, ascending
 
     @property
     def width(self) -> int:
         """Fields per record of the columns."""
         return len(self.columns)
+
+    @property
+    def positions(self) -> Sequence[int]:
+        """The positions of the records held in the columns (all but the odd ones)."""
+        if not self.odd:
+            return range(self._length)
+        odd = self.odd
+        return [p for p in range(self._length) if p not in odd]
 
     def __len__(self) -> int:
         return self._length
@@ -90,7 +97,7 @@ class Columns(Sequence[list[str]]):
         record = self.odd.get(position)
         if record is not None:
             return record
-        at = bisect_left(self.positions, position)
+        at = self._column_index(position)
         return [column[at] for column in self.columns]
 
     def __iter__(self) -> Iterator[list[str]]:
@@ -98,19 +105,24 @@ class Columns(Sequence[list[str]]):
             return map(list, zip(*self.columns, strict=True))
         return map(self.__getitem__, range(self._length))
 
+    def _column_index(self, position: int) -> int:
+        """Where the record at ``position`` (not an odd one) is in the columns."""
+        return position - bisect_left(self._odd_at, position)
+
     def _slice(self, indexes: range) -> Columns:
         if indexes.step != 1:
             raise ValueError("Columns are sliced by steps of one")
         start, stop = indexes.start, indexes.stop
         if not self.odd:
             return Columns([column[start:stop] for column in self.columns], len(indexes))
-        low = bisect_left(self.positions, start)
-        high = bisect_left(self.positions, stop)
+        odd_at = self._odd_at
+        first, last = bisect_left(odd_at, start), bisect_left(odd_at, stop)
+        low, high = start - first, max(start, stop) - last
+        odd = self.odd
         return Columns(
             [column[low:high] for column in self.columns],
             len(indexes),
-            list(map(sub, self.positions[low:high], repeat(start))),
-            {i - start: record for i, record in self.odd.items() if start <= i < stop},
+            {i - start: odd[i] for i in odd_at[first:last]},
         )
 
 
@@ -353,7 +365,6 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
     """
     step = width + 1
     columns: list[list[str]] = [[] for _ in range(width)]
-    positions: list[int] = []
     odd: dict[int, list[str]] = {}
     at = line = 0
     while at < len(fields):
@@ -362,7 +373,6 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
             stop = at + alike * step
             for k in range(width):
                 columns[k] += fields[at + k : stop : step]
-            positions += range(line, line + alike)
             at, line = stop, line + alike
         if at < len(fields):
             end = fields.index("\n", at)
@@ -372,7 +382,7 @@ def _walk(fields: list[str], count: int, width: int) -> Columns | None:
                 return None
     if line != count:
         return None
-    return Columns(columns, count, positions, odd)
+    return Columns(columns, count, odd)
 
 
 def _alike(fields: list[str], at: int, width: int) -> int:
@@ -423,12 +433,12 @@ def _with_fillers(text: str, quoted: list[_Quoted]) -> str:
 
 def _with_quoted(columns: Columns, quoted: list[_Quoted]) -> Columns:
     """The columns with the quoted lines' records in their fillers' places."""
-    odd, positions = columns.odd, columns.positions
+    odd = columns.odd
     for line in quoted:
         if line.line in odd:
             odd[line.line] = line.record
             continue
-        at = line.line if not odd else bisect_left(positions, line.line)
+        at = columns._column_index(line.line)  # noqa: SLF001 - the module's own class
         for column, field in zip(columns.columns, line.record, strict=True):
             column[at] = field
     return columns

@@ -79,10 +79,14 @@ _ACCOUNT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # ints hash to themselves, so ids that grow row by row land in neighbouring slots of the
 # million-entry dict instead of a cache miss each. "7" and "07" stay different ids: "07" is
 # not numeric and keeps its string key, and ints never equal strings.
-_NUMERIC_ID = r"(?:0|[1-9]\d{0,14}+)"
+_NUMERIC_ID_DIGITS = 15
+_NUMERIC_ID = rf"(?:0|[1-9]\d{{0,{_NUMERIC_ID_DIGITS - 1}}}+)"
 _NUMERIC_IDS_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+{_NUMERIC_ID}", re.ASCII)
+_NUMERIC_ID_LINES_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+", re.ASCII)  # (_odd_lines)
 _ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
 _ONE_NUMERIC_ID_RE = re.compile(_NUMERIC_ID, re.ASCII)
+# Numeric ids of one width, by width (_numeric_of_width).
+_NUMERIC_WIDTH_RES: dict[int, re.Pattern[str]] = {}
 # An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
 _SEEN_SHIFT = 34
 _ID_MASK = (1 << (_SEEN_SHIFT + 16)) - 1  # a numeric-id key's id (below 10**15 < 2**50)
@@ -323,11 +327,12 @@ class RowValidator:
         self._seen: dict[str | int, None] = {}
         # Numeric ids usually grow row by row. A batch whose ids are all numeric, increasing
         # and above every numeric id accepted so far (``_top``) cannot hold a duplicate: its
-        # keys are set aside (``_deferred``: the ids as ints, and the rows' account keys —
-        # the cached ints themselves, not new ones — ``None`` for the default account's) and
-        # only put into ``_seen`` once some check needs it, which in a clean, ordered file is
-        # never. ``_seen`` plus the deferred keys always hold exactly the accepted ones.
-        self._deferred: list[tuple[Sequence[int], Sequence[int] | None]] = []
+        # keys are set aside (``_deferred``: the ids as ints, or as their text joined by
+        # newlines when they are of one width, and the rows' account keys — the cached ints
+        # themselves, not new ones — ``None`` for the default account's) and only put into
+        # ``_seen`` once some check needs it, which in a clean, ordered file is never.
+        # ``_seen`` plus the deferred keys always hold exactly the accepted ones.
+        self._deferred: list[tuple[str | Sequence[int], Sequence[int] | None]] = []
         self._deferred_firsts: list[int] = []  # each deferred batch's first id, increasing
         self._top = -1
         # Without an account column every row is the default account's: the ledger's first.
@@ -562,34 +567,37 @@ class RowValidator:
             ids = list(map(str.strip, ids, repeat(_TRIM)))
             joined = "\n".join(ids)
         bad: set[int] = set()  # indexes into the columns
-        # An id holding a line break is invalid (a control character) and adds a line.
-        one_per_line = joined.count("\n") == len(ids) - 1
-        numeric = one_per_line and _NUMERIC_IDS_RE.fullmatch(joined) is not None
-        if not numeric and (
-            not one_per_line
-            or "" in ids
-            or max(map(len, ids), default=0) > MAX_ID_LENGTH
-            or not "".join(ids).isprintable()
-        ):
-            bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
+        same_width, numeric, odd_ids = _check_ids(ids, joined, bad)
         accounts = None if account_at is None else columns[account_at]
         targets, account_keys = self._targets_of(columns[date_at], accounts)
         bad.update(_without_bucket(targets, flat=self.ledger.flat))
         # Amounts rarely repeat enough for a cache to pay: they are checked and converted in
-        # bulk, the good rows' only once the bad rows are out.
+        # bulk, once the bad rows are known.
         amounts, joined_amounts, two_decimals, odd_amounts = _check_amounts(columns[amount_at], bad)
-        rows = _Rows(positions, ids, columns[date_at], accounts, targets, amounts, account_keys)
+        dates = columns[date_at] if collect else None
+        rows = _Rows(positions, ids, dates, accounts, targets, amounts, account_keys)
         if bad:
+            # The rows left are of one shape when every odd line was a bad row's: then the
+            # whole column converts at once, the bad rows' amounts as zeros, and is dropped
+            # with the rest (no second join of the amounts left).
+            if two_decimals or (odd_amounts is not None and bad.issuperset(odd_amounts)):
+                rows.cents = _two_decimal_cents(joined_amounts, bad)
             aside += rows.drop(sorted(bad))
-            joined_amounts = "\n".join(rows.amounts)
-            # The rows left are of one shape when every odd line was a bad row's.
-            two_decimals = two_decimals or (odd_amounts is not None and bad.issuperset(odd_amounts))
+            joined = "\n".join(rows.ids)
             if not numeric:
-                joined = "\n".join(rows.ids)
-                numeric = _NUMERIC_IDS_RE.fullmatch(joined) is not None
+                numeric = (
+                    bad.issuperset(odd_ids)
+                    if odd_ids is not None
+                    else _NUMERIC_IDS_RE.fullmatch(joined) is not None
+                )
+            # A bad row's id (a stray "123456789") may have been the only one of its width.
+            same_width = same_width or (
+                numeric and bool(rows.ids) and _numeric_of_width(rows.ids, joined)
+            )
         if rows.ids:
-            rows.cents = _valid_cents(rows.amounts, joined_amounts, two_decimals=two_decimals)
-            aside += self._accept(rows, joined, numeric)
+            if not rows.cents:  # (the joined amounts still hold the bad rows')
+                rows.cents = _valid_cents(rows.amounts, "" if bad else joined_amounts)
+            aside += self._accept(rows, joined, numeric, same_width=same_width)
             if collect:
                 self._collect(rows, [lines[i] for i in rows.positions], accepted)
         if aside:
@@ -597,8 +605,14 @@ class RowValidator:
             aside_lines = [lines[i] for i in aside]
             self._feed_rows([records[i] for i in aside], aside_lines, collect, accepted)
 
-    def _accept(self, rows: _Rows, joined: str, numeric: bool) -> list[int]:
-        """Accept every row that is not a duplicate; return the positions of the others."""
+    def _accept(self, rows: _Rows, joined: str, numeric: bool, *, same_width: bool) -> list[int]:
+        """Accept every row that is not a duplicate; return the positions of the others.
+
+        ``joined``: the rows' ids, joined by newlines; ``numeric``: every one is numeric;
+        ``same_width``: of one width, too.
+        """
+        if same_width and not self.duplicate_lines and self._defer_texts(rows, joined):
+            return []
         numbers = list(map(int, rows.ids)) if numeric else None
         # _reserve puts keys into _seen that _top does not know of.
         if numbers is not None and not self.duplicate_lines:
@@ -625,6 +639,25 @@ class RowValidator:
         seen.update(fresh)
         self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
         return duplicates
+
+    def _defer_texts(self, rows: _Rows, joined: str) -> bool:
+        """Accept a batch of numeric ids of one width by deferring its keys as text, if it can.
+
+        It can when the ids increase and the first is above ``_top``: ids of one width
+        compare as texts as they do as ints, so no id is converted but the first and the
+        last, and the batch is kept as its ids' text (``joined``), a fifth of the ints'
+        memory; it is converted only when some check needs its ids (:meth:`_is_seen`).
+        """
+        ids = rows.ids
+        first = int(ids[0])
+        if first <= self._top or not all(map(lt, ids, islice(ids, 1, None))):
+            return False
+        keys = None if rows.accounts is None else self._account_keys_for(rows, rows.accounts)
+        self._deferred.append((joined, keys))
+        self._deferred_firsts.append(first)
+        self._top = int(ids[-1])
+        self.ledger.append_all(rows.targets, rows.cents)  # type: ignore[arg-type]  # no None
+        return True
 
     def _defer(self, rows: _Rows, numbers: list[int]) -> list[int] | None:
         """Accept a batch of numeric ids by deferring its keys (see ``_deferred``), if it can.
@@ -696,9 +729,14 @@ class RowValidator:
         if at < 0:
             return False
         numbers, account_keys = self._deferred[at]
-        i = bisect_left(numbers, number)
-        if i == len(numbers) or numbers[i] != number:
-            return False
+        if isinstance(numbers, str):  # ids of one width, as text (_defer_texts)
+            i = _line_of(numbers, str(number))
+            if i < 0:
+                return False
+        else:
+            i = bisect_left(numbers, number)
+            if i == len(numbers) or numbers[i] != number:
+                return False
         account_key = self._default_key if account_keys is None else account_keys[i]
         base = account_key << _SEEN_SHIFT
         return base == key - number
@@ -709,12 +747,14 @@ class RowValidator:
         default = self._default_key
         while deferred:  # from the end, freeing each batch's ints as its keys go in
             numbers, account_keys = deferred.pop()
+            # Ids kept as text (_defer_texts) become ints here.
+            ints = map(int, numbers.split("\n")) if isinstance(numbers, str) else numbers
             bases = map(
                 lshift,
                 repeat(default) if account_keys is None else account_keys,
                 repeat(_SEEN_SHIFT),
             )
-            keys = map(or_, bases, numbers)
+            keys = map(or_, bases, ints)
             seen.update(zip(keys, repeat(None)))
         self._deferred_firsts.clear()
 
@@ -730,6 +770,7 @@ class RowValidator:
     def _collect(self, rows: _Rows, lines: Sequence[int], accepted: list[Transaction]) -> None:
         """Build the :class:`Transaction` values of rows the column path accepted."""
         ids, dates, accounts, cents = rows.ids, rows.dates, rows.accounts, rows.cents
+        assert dates is not None  # kept when collecting
         account_keys: Iterable[int] = (
             repeat(self._default_key)
             if accounts is None
@@ -830,12 +871,13 @@ class _Rows:
     """The rows the column path is taking: positions in the batch, and their columns.
 
     ``amounts`` are the (trimmed) amount texts; ``cents`` is filled in once every row left
-    has a valid amount.
+    has a valid amount (or before the bad rows are dropped, see :func:`_two_decimal_cents`),
+    and from then on ``amounts`` is no longer kept in step.
     """
 
     positions: Sequence[int]
     ids: Sequence[str]
-    dates: Sequence[str]
+    dates: Sequence[str] | None  # only when the rows are collected
     accounts: Sequence[str] | None
     targets: Sequence[list[int] | int | None]  # bucket keys when the ledger is flat
     amounts: Sequence[str]
@@ -852,15 +894,17 @@ class _Rows:
         backwards = at[::-1]
         self.positions = _without(self.positions, backwards)
         self.ids = _without(self.ids, backwards)
-        self.dates = _without(self.dates, backwards)
+        if self.dates is not None:
+            self.dates = _without(self.dates, backwards)
         if self.accounts is not None:
             self.accounts = _without(self.accounts, backwards)
         self.targets = _without(self.targets, backwards)
         if self.account_keys is not None:
             self.account_keys = _without(self.account_keys, backwards)
-        self.amounts = _without(self.amounts, backwards)
-        if self.cents:
+        if self.cents:  # the amounts are of no more use
             self.cents = _without(self.cents, backwards)
+        else:
+            self.amounts = _without(self.amounts, backwards)
         return dropped
 
 
@@ -913,9 +957,9 @@ def _check_amounts(
     if joined.count("\n") != len(amounts) - 1:
         bad.update(compress(range(len(amounts)), map(not_, map(_AMOUNT_RE.fullmatch, amounts))))
         return amounts, joined, False, None
-    if _TWO_DECIMALS_RE.fullmatch(joined) is not None:
-        return amounts, joined, True, None
     odd = _odd_lines(_TWO_DECIMALS_LINES_RE, joined)
+    if odd == []:
+        return amounts, joined, True, None
     if odd is not None:
         bad.update(i for i in odd if _AMOUNT_RE.fullmatch(amounts[i]) is None)
     elif _AMOUNTS_RE.fullmatch(joined) is None:
@@ -939,9 +983,9 @@ def _odd_lines(
     position = line = 0
     while True:
         stop = match(text, position).end()  # type: ignore[union-attr]  # (...)*+ always matches
-        line += text.count("\n", position, stop)
         if stop == end:
             return odd
+        line += text.count("\n", position, stop)
         if len(odd) == limit:
             return None
         odd.append(line)
@@ -970,6 +1014,68 @@ def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = Fals
         int(whole + digits[fraction])
         for whole, _, fraction in map(str.partition, texts, repeat("."))
     ]
+
+
+def _check_ids(
+    ids: Sequence[str], joined: str, bad: set[int]
+) -> tuple[bool, bool, list[int] | None]:
+    """Check a column of ids (``joined`` by newlines), adding the indexes of bad ones to ``bad``.
+
+    Returns whether every id is numeric and of one width (then they compare as texts as
+    they do as ints); whether every id is numeric; and, when only a few are not, their
+    indexes (those not in ``bad`` are valid ids of another shape), else ``None``.
+    """
+    # An id holding a line break is invalid (a control character) and adds a line.
+    one_per_line = joined.count("\n") == len(ids) - 1
+    same_width = one_per_line and _numeric_of_width(ids, joined)
+    numeric = same_width or (one_per_line and _NUMERIC_IDS_RE.fullmatch(joined) is not None)
+    # A file of ids of another shape ("TX1") gives up on the few-odd scan at once.
+    odd_ids = None if numeric or not one_per_line else _odd_lines(_NUMERIC_ID_LINES_RE, joined, 4)
+    if odd_ids:
+        bad.update(i for i in odd_ids if not _valid_id(ids[i]))
+    elif not numeric and (
+        not one_per_line
+        or "" in ids
+        or max(map(len, ids), default=0) > MAX_ID_LENGTH
+        or not "".join(ids).isprintable()
+    ):
+        bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
+    return same_width, numeric, odd_ids
+
+
+def _numeric_of_width(ids: Sequence[str], joined: str) -> bool:
+    """Whether the ids (``joined`` by newlines, one per line) are numeric and of one width."""
+    width = len(ids[0])
+    if not 0 < width <= _NUMERIC_ID_DIGITS or len(joined) != len(ids) * (width + 1) - 1:
+        return False
+    pattern = _NUMERIC_WIDTH_RES.get(width)
+    if pattern is None:
+        first = r"\d" if width == 1 else rf"[1-9]\d{{{width - 1}}}"
+        pattern = _NUMERIC_WIDTH_RES[width] = re.compile(rf"(?:{first}\n)*+{first}", re.ASCII)
+    return pattern.fullmatch(joined) is not None
+
+
+def _line_of(joined: str, text: str) -> int:
+    """Which line of ``joined`` is ``text``, or -1; every line and ``text`` are digits only.
+
+    The lines are all of one width: a run of that many digits can only be a whole line.
+    """
+    width = joined.find("\n")
+    if len(text) != (len(joined) if width < 0 else width):
+        return -1
+    found = joined.find(text)
+    return found if found < 0 else found // (len(text) + 1)
+
+
+def _two_decimal_cents(joined: str, bad: set[int]) -> list[int]:
+    """Cents of a column of amounts (``joined`` by newlines), 0 for the rows in ``bad``.
+
+    Every line not in ``bad`` has exactly two decimals: dropping the dots leaves cents.
+    """
+    texts = joined.replace(".", "").split("\n")
+    for i in bad:
+        texts[i] = "0"
+    return list(map(int, texts))
 
 
 def _columns(

@@ -88,7 +88,9 @@ def _as_columns(rows: list[list[str]], width: int) -> Columns:
     positions = [i for i, row in enumerate(rows) if len(row) == width]
     odd = {i: row for i, row in enumerate(rows) if len(row) != width}
     columns = [[rows[i][k] for i in positions] for k in range(width)]
-    return Columns(columns, len(rows), positions, odd)
+    held = Columns(columns, len(rows), odd)
+    assert list(held.positions) == positions
+    return held
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,6 +277,47 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
         *((208 + i, str(60 + i), "duplicate_id") for i in range(10)),
         (259, "330", "duplicate_id"),
         (260, "325", "duplicate_id"),
+    ]
+    assert _run(batches, reference=False, with_account=True) == _run(
+        batches, reference=True, with_account=True
+    )
+
+
+def test_ids_kept_as_text_are_found_by_later_rows() -> None:
+    """Batches of increasing ids of one width are kept as their text; later rows meet them.
+
+    A few old ids in a later batch, and rows of the row path, are looked up in that text:
+    the same (account, id) is a duplicate, the same id for another account or an id the
+    batch skipped is not, and neither is an id of another width.
+    """
+    header = ["TransactionId", "Date", "Amount", "AccountId"]
+
+    def rows(ids: range, account: str) -> list[list[str]]:
+        return [[str(i), "7/15", "1.00", account] for i in ids]
+
+    old = [("150", "A"), ("150", "B"), ("1050", "B"), ("1050", "A"), ("199", "A")]
+    old += [("100", "A"), ("99", "A"), ("250", "A"), ("1002", "B"), ("1003", "B")]
+    batches = [
+        rows(range(100, 200), "A"),  # lines 2..101
+        rows(range(1000, 1100, 2), "B"),  # lines 102..151: even ids only
+        # Lines 152..161, then 162..191.
+        [[tx_id, "7/15", "1.00", account] for tx_id, account in old] + rows(range(2000, 2030), "A"),
+        [["1098", "7/15", "1.00", "B"], ["1099", "7/15", "1.00", "B"]],  # the row path: 192, 193
+    ]
+    rejected: list[Rejection] = []
+    validator = RowValidator(header, default_account=None, on_reject=rejected.append)
+    validator.feed(batches[0], list(range(2, 102)), collect=False)
+    validator.feed(batches[1], list(range(102, 152)), collect=False)
+    assert [type(ids) for ids, _accounts in validator._deferred] == [str, str]
+    validator.feed(batches[2], list(range(152, 192)), collect=False)
+    validator.feed(batches[3], [192, 193], collect=False)
+    assert [(r.line, r.id, r.code) for r in rejected] == [
+        (152, "150", "duplicate_id"),
+        (154, "1050", "duplicate_id"),
+        (156, "199", "duplicate_id"),
+        (157, "100", "duplicate_id"),
+        (160, "1002", "duplicate_id"),
+        (192, "1098", "duplicate_id"),
     ]
     assert _run(batches, reference=False, with_account=True) == _run(
         batches, reference=True, with_account=True
