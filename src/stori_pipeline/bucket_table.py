@@ -7,8 +7,9 @@ Python loop per bucket — all of it missing the CPU caches. Past
 :attr:`~stori_pipeline.summary.Ledger.MANY_BUCKETS` buckets the ledger hands its rows to a
 :class:`RowTable` instead: each row's bucket key and cents go into two flat arrays (one
 C-level ``extend`` per batch), and every :data:`FOLD_ROWS` rows numpy sorts them by key and
-sums each bucket's run (``argsort`` and ``add.reduceat``). The buckets come out sorted and
-column by column, ready for the summaries' index.
+sums each bucket's run (``argsort`` and ``add.reduceat``), then merges them into the buckets
+folded before (two sorted runs: a stable sort merges them in linear time). The buckets come
+out sorted and column by column, ready for the summaries' index.
 
 Exact: the sums are 64-bit integers, and :meth:`RowTable.add` refuses rows once the
 magnitudes of every amount it holds could add up past ``2**61`` cents, so no sum can
@@ -32,9 +33,10 @@ __all__ = [
     "FOLD_ROWS",
     "AccountFields",
     "RowTable",
+    "by_account_rank",
+    "folded",
     "grouped",
     "month_texts",
-    "row_figures",
 ]
 
 # Rows held in the flat arrays before they are folded: 8 MB of keys and cents, and the fold
@@ -47,26 +49,66 @@ EXACT_LIMIT = 1 << 61
 Ints = npt.NDArray[np.int64]
 
 
-def grouped(keys: Ints, figures: Ints) -> tuple[Ints, Ints]:
-    """Sum the rows of ``figures`` (shape ``(n, 5)``) that share a key; keys come out sorted."""
+def grouped(keys: Ints, figures: Ints, *, runs: bool = False) -> tuple[Ints, Ints]:
+    """Sum the rows of ``figures`` (shape ``(n, 5)``) that share a key; keys come out sorted.
+
+    ``runs``: the keys are a few sorted runs (tables being merged), which a stable sort
+    (timsort) merges in linear time.
+    """
     if not len(keys):
         return keys, figures
-    order = np.argsort(keys)  # sums do not depend on the order within a key
+    # Sums do not depend on the order within a key.
+    order = np.argsort(keys, kind="stable" if runs else "quicksort")
     keys, figures = keys[order], figures[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    starts = _run_starts(keys)
     return keys[starts], np.add.reduceat(figures, starts, axis=0)
 
 
-def row_figures(cents: Ints) -> Ints:
-    """Each amount's five figures: 1, and the credit or debit count and cents it adds."""
-    figures = np.zeros((len(cents), 5), dtype=np.int64)
+def folded(keys: Ints, cents: Ints) -> tuple[Ints, Ints]:
+    """Rows (a key and an amount each) as :func:`grouped` buckets: keys, and five figures.
+
+    The figures of a bucket are its count, and its credit and debit counts and cents. Only
+    the keys and the amounts are sorted; each figure is then one sum per run of a key.
+    """
+    if not len(keys):
+        return keys, np.empty((0, 5), dtype=np.int64)
+    order = np.argsort(keys)
+    keys, cents = keys[order], cents[order]
+    starts = _run_starts(keys)
+    figures = np.empty((len(starts), 5), dtype=np.int64)
+    figures[:, 0] = np.diff(starts, append=len(keys))
     credit, debit = cents > 0, cents < 0
-    figures[:, 0] = 1
-    figures[:, 1] = credit
-    figures[:, 2] = np.where(credit, cents, 0)
-    figures[:, 3] = debit
-    figures[:, 4] = np.where(debit, cents, 0)
-    return figures
+    figures[:, 1] = np.add.reduceat(credit, starts, dtype=np.int64)
+    figures[:, 2] = np.add.reduceat(np.where(credit, cents, 0), starts)
+    figures[:, 3] = np.add.reduceat(debit, starts, dtype=np.int64)
+    figures[:, 4] = np.add.reduceat(np.where(debit, cents, 0), starts)
+    return keys[starts], figures
+
+
+def by_account_rank(keys: Ints, shift: int, ranks: Sequence[int]) -> tuple[Ints, Ints, Ints]:
+    """The order of sorted bucket keys that puts the accounts in ``ranks`` order.
+
+    ``keys`` are sorted, so each account's buckets are one run (its months in order):
+    the runs are put in order of their account's rank, whole. Returns that order, the
+    accounts (their indexes) in it, and where each one's buckets start in it.
+    """
+    accounts = keys >> shift
+    starts = _run_starts(accounts)
+    sizes = np.diff(starts, append=len(keys))
+    owners = accounts[starts]
+    ranked = np.argsort(np.asarray(ranks, dtype=np.int64)[owners])  # ranks are unique
+    starts, sizes, owners = starts[ranked], sizes[ranked], owners[ranked]
+    placed = np.cumsum(sizes) - sizes  # where each run starts once in order
+    order = np.repeat(starts - placed, sizes) + np.arange(len(keys))
+    return order, owners, placed
+
+
+def _run_starts(keys: Ints) -> npt.NDArray[np.intp]:
+    """Where each run of equal (sorted) keys starts."""
+    edges = np.empty(len(keys), dtype=bool)
+    edges[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=edges[1:])
+    return np.flatnonzero(edges)
 
 
 class RowTable:
@@ -117,18 +159,29 @@ class RowTable:
             return
         keys = np.frombuffer(self._keys, dtype=np.int64)
         cents = np.frombuffer(self._cents, dtype=np.int64)
-        new_keys, new_figures = grouped(keys, row_figures(cents))
+        new_keys, new_figures = folded(keys, cents)
         del keys, cents  # views of the arrays, which are replaced next
         self._keys, self._cents = array("q"), array("q")
         if len(self._table_keys):
             new_keys, new_figures = grouped(
                 np.concatenate((self._table_keys, new_keys)),
                 np.concatenate((self._figures, new_figures)),
+                runs=True,
             )
         self._table_keys, self._figures = new_keys, new_figures
 
 
 AccountFields = tuple[str, int, int, str, str, int, str, str]
+
+# A month's JSON "year" by year (0: none), for the years a date can have (1900-2100).
+_YEAR_TEXTS = np.array(["null"] + [str(year) for year in range(1, 2101)], dtype=object)
+
+
+def _year_texts(years: Ints) -> npt.NDArray[np.object_]:
+    """Each bucket's JSON ``year`` value: its year, or ``null`` (year 0)."""
+    if not len(years) or (years.min() >= 0 and years.max() < len(_YEAR_TEXTS)):
+        return _YEAR_TEXTS[years]
+    return np.where(years == 0, "null", years.astype(str)).astype(object)
 
 
 def _flow_parts(counts: Ints, magnitudes: Ints) -> list[Ints]:
@@ -174,11 +227,7 @@ def month_texts(
     """
     counts, credit_counts, credit_cents, debit_counts, debit_cents = columns
     years = months >> 4
-    head: list[npt.NDArray[np.generic]] = [
-        np.where(years == 0, "null", years.astype(str)).astype(object),
-        months & 15,
-        counts,
-    ]
+    head: list[npt.NDArray[np.generic]] = [_year_texts(years), months & 15, counts]
     credit = _flow_parts(credit_counts, credit_cents)
     debit = _flow_parts(debit_counts, -debit_cents)
     kinds = 2 * (credit_counts > 0) + (debit_counts > 0)

@@ -508,7 +508,11 @@ class Ledger:
         """:meth:`_bucket_index` of a :attr:`flat` ledger, in numpy; ``None`` past 64 bits."""
         import numpy as np  # noqa: PLC0415 - a flat ledger has loaded it already
 
-        from stori_pipeline.bucket_table import EXACT_LIMIT, grouped  # noqa: PLC0415
+        from stori_pipeline.bucket_table import (  # noqa: PLC0415
+            EXACT_LIMIT,
+            by_account_rank,
+            grouped,
+        )
 
         table = self._table
         assert table is not None
@@ -526,18 +530,12 @@ class Ledger:
         if not len(keys):
             return _BucketIndex([], [[] for _ in range(5)], [])
         shift = self.ACCOUNT_SHIFT
-        by_name, rank = _name_ranks(self.accounts)  # as in _bucket_index
-        month_mask = (1 << shift) - 1
-        ranked = (np.asarray(rank, dtype=np.int64)[keys >> shift] << shift) | (keys & month_mask)
-        order = np.argsort(ranked)  # the keys are unique
-        ranked = ranked[order]
+        _by_name, rank = _name_ranks(self.accounts)  # as in _bucket_index
+        order, accounts, starts = by_account_rank(keys, shift, rank)
         figures = figures[order]
         columns = [figures[:, figure].copy() for figure in range(5)]
-        months = ranked & month_mask
-        ranks = ranked >> shift  # each account's buckets start where the rank changes
-        starts = np.flatnonzero(np.concatenate(([True], ranks[1:] != ranks[:-1])))
-        ends = np.append(starts[1:], len(ranks))
-        accounts = np.asarray(by_name, dtype=np.int64)[ranks[starts]]
+        months = keys[order] & ((1 << shift) - 1)
+        ends = np.append(starts[1:], len(keys))
         spans = list(zip(accounts.tolist(), starts.tolist(), ends.tolist(), strict=True))
         # numpy arrays slice like the lists and arrays of the Python path (and have tolist()).
         return _BucketIndex(months, columns, spans)  # type: ignore[arg-type]
