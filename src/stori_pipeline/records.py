@@ -596,7 +596,9 @@ class RowValidator:
             )
         if rows.ids:
             if not rows.cents:  # (the joined amounts still hold the bad rows')
-                rows.cents = _valid_cents(rows.amounts, "" if bad else joined_amounts)
+                rows.cents = _valid_cents(
+                    rows.amounts, "" if bad else joined_amounts, two_decimals=two_decimals
+                )
             aside += self._accept(rows, joined, numeric, same_width=same_width)
             if collect:
                 self._collect(rows, [lines[i] for i in rows.positions], accepted)
