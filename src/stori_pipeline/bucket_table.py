@@ -173,6 +173,8 @@ class RowTable:
 
 AccountFields = tuple[str, int, int, str, str, int, str, str]
 
+# Cents as written after the dot, by value: "00" to "99".
+_CENTS_TEXTS = np.array([f"{cents:02d}" for cents in range(100)], dtype=object)
 # A month's JSON "year" by year (0: none), for the years a date can have (1900-2100).
 _YEAR_TEXTS = np.array(["null"] + [str(year) for year in range(1, 2101)], dtype=object)
 
@@ -184,27 +186,28 @@ def _year_texts(years: Ints) -> npt.NDArray[np.object_]:
     return np.where(years == 0, "null", years.astype(str)).astype(object)
 
 
-def _flow_parts(counts: Ints, magnitudes: Ints) -> list[Ints]:
+def _flow_parts(counts: Ints, magnitudes: Ints) -> list[npt.NDArray[np.generic]]:
     """A flow's count, its total's whole and cents, its half-up average's whole and cents.
 
     ``magnitudes`` are the totals without their sign. The average is ``(2 * cents + count)
     // (2 * count)``, as :func:`~stori_pipeline.money.average_cents` rounds, with a divisor
-    of 1 where there are no rows (nothing of it is written then).
+    of 1 where there are no rows (nothing of it is written then). The cents are their
+    two-digit texts (:data:`_CENTS_TEXTS`), written with ``%s``.
     """
     whole, cents = np.divmod(magnitudes, 100)
     mean = (2 * magnitudes + counts) // (2 * np.maximum(counts, 1))
     mean_whole, mean_cents = np.divmod(mean, 100)
-    return [counts, whole, cents, mean_whole, mean_cents]
+    return [counts, whole, _CENTS_TEXTS[cents], mean_whole, _CENTS_TEXTS[mean_cents]]
 
 
-def _flow_fields(parts: list[Ints], sign: str) -> tuple[list[str], list[str]]:
+def _flow_fields(parts: list[npt.NDArray[np.generic]], sign: str) -> tuple[list[str], list[str]]:
     """A flow's ``total`` and ``average`` JSON values per account.
 
     ``"0.00"`` and ``null`` where it has no rows, as :func:`stori_pipeline.summary._flow_texts`.
     """
     whole, cents, mean_whole, mean_cents = (p.tolist() for p in parts[1:])
-    totals = list(map((sign + "%d.%02d").__mod__, zip(whole, cents, strict=True)))
-    averages = list(map(f'"{sign}%d.%02d"'.__mod__, zip(mean_whole, mean_cents, strict=True)))
+    totals = list(map((sign + "%d.%s").__mod__, zip(whole, cents, strict=True)))
+    averages = list(map(f'"{sign}%d.%s"'.__mod__, zip(mean_whole, mean_cents, strict=True)))
     for at in np.flatnonzero(parts[0] == 0).tolist():
         totals[at], averages[at] = "0.00", "null"
     return totals, averages
@@ -220,7 +223,8 @@ def month_texts(
     texts by which flows have rows: neither, debit only, credit only, both (a flow with rows
     is written as ``"%d.%02d"`` of its whole and cents, the sign in the template). The
     whole, the cents and the average of every flow are worked out in numpy, and each kind of
-    month is then formatted with one C-level ``map``. An account's fields are its balance,
+    month is then formatted with one C-level ``map`` (the cents as ready two-digit texts:
+    ``"%02d"`` is the costliest conversion of the template). An account's fields are its balance,
     count, and its credit and debit flows' count, total and average, as JSON values
     (:func:`stori_pipeline.summary._ledger_json_texts`). The sums fit: the table's
     magnitudes stay below :data:`EXACT_LIMIT`.
@@ -232,7 +236,7 @@ def month_texts(
     debit = _flow_parts(debit_counts, -debit_cents)
     kinds = 2 * (credit_counts > 0) + (debit_counts > 0)
     texts: list[str] = [""] * len(months)
-    for kind, template in enumerate(templates):
+    for kind, template in enumerate(t.replace("%02d", "%s") for t in templates):
         at = np.flatnonzero(kinds == kind)
         if not len(at):
             continue
@@ -245,7 +249,8 @@ def month_texts(
     balance = c_cents + d_cents
     whole, cents = np.divmod(np.abs(balance), 100)
     signs = np.where(balance < 0, "-", "").astype(object).tolist()
-    balances = map("%s%d.%02d".__mod__, zip(signs, whole.tolist(), cents.tolist(), strict=True))
+    cents_texts = _CENTS_TEXTS[cents].tolist()
+    balances = map("%s%d.%s".__mod__, zip(signs, whole.tolist(), cents_texts, strict=True))
     c_totals, c_averages = _flow_fields(_flow_parts(c_count, c_cents), "")
     d_totals, d_averages = _flow_fields(_flow_parts(d_count, -d_cents), "-")
     return texts, list(
