@@ -85,8 +85,9 @@ _NUMERIC_IDS_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+{_NUMERIC_ID}", re.ASCII)
 _NUMERIC_ID_LINES_RE = re.compile(rf"(?:{_NUMERIC_ID}\n)*+", re.ASCII)  # (_odd_lines)
 _ANY_NUMERIC_ID_RE = re.compile(rf"^{_NUMERIC_ID}$", re.MULTILINE | re.ASCII)
 _ONE_NUMERIC_ID_RE = re.compile(_NUMERIC_ID, re.ASCII)
-# Numeric ids of one width, by width (_numeric_of_width).
+# Runs of numeric ids of one width, by width (_numeric_lines_of_width); a pattern of no run.
 _NUMERIC_WIDTH_RES: dict[int, re.Pattern[str]] = {}
+_NO_LINES_RE = re.compile(r"(?!)|")
 # An account's ledger key (index << 16) shifted by this is its base for numeric-id keys.
 _SEEN_SHIFT = 34
 _ID_MASK = (1 << (_SEEN_SHIFT + 16)) - 1  # a numeric-id key's id (below 10**15 < 2**50)
@@ -567,7 +568,7 @@ class RowValidator:
             ids = list(map(str.strip, ids, repeat(_TRIM)))
             joined = "\n".join(ids)
         bad: set[int] = set()  # indexes into the columns
-        same_width, numeric, odd_ids = _check_ids(ids, joined, bad)
+        same_width, numeric, odd_ids, odd_width = _check_ids(ids, joined, bad)
         accounts = None if account_at is None else columns[account_at]
         targets, account_keys = self._targets_of(columns[date_at], accounts)
         bad.update(_without_bucket(targets, flat=self.ledger.flat))
@@ -592,7 +593,13 @@ class RowValidator:
                 )
             # A bad row's id (a stray "123456789") may have been the only one of its width.
             same_width = same_width or (
-                numeric and bool(rows.ids) and _numeric_of_width(rows.ids, joined)
+                numeric
+                and bool(rows.ids)
+                and (
+                    bad.issuperset(odd_width)
+                    if odd_width is not None
+                    else _numeric_of_width(rows.ids, joined)
+                )
             )
         if rows.ids:
             if not rows.cents:  # (the joined amounts still hold the bad rows')
@@ -1020,41 +1027,63 @@ def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = Fals
 
 def _check_ids(
     ids: Sequence[str], joined: str, bad: set[int]
-) -> tuple[bool, bool, list[int] | None]:
+) -> tuple[bool, bool, list[int] | None, list[int] | None]:
     """Check a column of ids (``joined`` by newlines), adding the indexes of bad ones to ``bad``.
 
     Returns whether every id is numeric and of one width (then they compare as texts as
-    they do as ints); whether every id is numeric; and, when only a few are not, their
-    indexes (those not in ``bad`` are valid ids of another shape), else ``None``.
+    they do as ints); whether every id is numeric; and, when only a few ids are not numeric,
+    their indexes (else ``None``); when only a few are not numeric ids of the width of most,
+    theirs (else ``None``). Those not in ``bad`` are valid ids of another shape.
     """
     # An id holding a line break is invalid (a control character) and adds a line.
-    one_per_line = joined.count("\n") == len(ids) - 1
-    same_width = one_per_line and _numeric_of_width(ids, joined)
-    numeric = same_width or (one_per_line and _NUMERIC_IDS_RE.fullmatch(joined) is not None)
-    # A file of ids of another shape ("TX1") gives up on the few-odd scan at once.
-    odd_ids = None if numeric or not one_per_line else _odd_lines(_NUMERIC_ID_LINES_RE, joined, 4)
-    if odd_ids:
-        bad.update(i for i in odd_ids if not _valid_id(ids[i]))
-    elif not numeric and (
-        not one_per_line
+    if joined.count("\n") == len(ids) - 1:
+        # One scan for the ids not of the first one's width (or, if that fails, the last
+        # one's): usually none, or only bad rows' ids.
+        odd_width = _odd_lines(_numeric_lines_of_width(len(ids[0])), joined, 4)
+        if odd_width is None and len(ids[-1]) != len(ids[0]):
+            odd_width = _odd_lines(_numeric_lines_of_width(len(ids[-1])), joined, 4)
+        if odd_width == []:
+            return True, True, [], []
+        odd_ids: list[int] | None
+        if odd_width is not None:
+            odd_ids = [i for i in odd_width if _ONE_NUMERIC_ID_RE.fullmatch(ids[i]) is None]
+        elif _NUMERIC_IDS_RE.fullmatch(joined) is not None:
+            return False, True, [], None
+        else:
+            # A file of ids of another shape ("TX1") gives up on the few-odd scan at once.
+            odd_ids = _odd_lines(_NUMERIC_ID_LINES_RE, joined, 4)
+        if odd_ids is not None:
+            bad.update(i for i in odd_ids if not _valid_id(ids[i]))
+            return False, not odd_ids, odd_ids, odd_width
+    else:
+        odd_width = None
+    if (
+        joined.count("\n") != len(ids) - 1
         or "" in ids
         or max(map(len, ids), default=0) > MAX_ID_LENGTH
         or not "".join(ids).isprintable()
     ):
         bad.update(i for i in _id_suspects(ids) if not _valid_id(ids[i]))
-    return same_width, numeric, odd_ids
+    return False, False, None, odd_width
+
+
+def _numeric_lines_of_width(width: int) -> re.Pattern[str]:
+    """Runs of lines that are each a numeric id of ``width`` digits (:func:`_odd_lines`)."""
+    pattern = _NUMERIC_WIDTH_RES.get(width)
+    if pattern is None:
+        if not 0 < width <= _NUMERIC_ID_DIGITS:
+            return _NO_LINES_RE
+        first = r"\d" if width == 1 else rf"[1-9]\d{{{width - 1}}}"
+        pattern = _NUMERIC_WIDTH_RES[width] = re.compile(rf"(?:{first}\n)*+", re.ASCII)
+    return pattern
 
 
 def _numeric_of_width(ids: Sequence[str], joined: str) -> bool:
     """Whether the ids (``joined`` by newlines, one per line) are numeric and of one width."""
     width = len(ids[0])
-    if not 0 < width <= _NUMERIC_ID_DIGITS or len(joined) != len(ids) * (width + 1) - 1:
+    if len(joined) != len(ids) * (width + 1) - 1:
         return False
-    pattern = _NUMERIC_WIDTH_RES.get(width)
-    if pattern is None:
-        first = r"\d" if width == 1 else rf"[1-9]\d{{{width - 1}}}"
-        pattern = _NUMERIC_WIDTH_RES[width] = re.compile(rf"(?:{first}\n)*+{first}", re.ASCII)
-    return pattern.fullmatch(joined) is not None
+    return _odd_lines(_numeric_lines_of_width(width), joined, 0) == []
 
 
 def _line_of(joined: str, text: str) -> int:

@@ -324,6 +324,28 @@ def test_ids_kept_as_text_are_found_by_later_rows() -> None:
     )
 
 
+def test_an_id_of_another_width_is_not_compared_as_text() -> None:
+    """ "1000" among three-digit ids sorts between "100" and "101" as text, not as a number.
+
+    The batch also holds a bad row (set aside first); the id of another width is a good
+    row's, so the batch's ids are not of one width, and a later "1000" is still found.
+    """
+    header = ["TransactionId", "Date", "Amount", "AccountId"]
+    ids = ["100", "1000", *map(str, range(101, 121))]
+    batch = [[tx_id, "7/15", "1.00", "A"] for tx_id in ids]
+    batch[5][1] = "2/30"  # "104": invalid_date
+    batches = [batch, [["1000", "7/15", "2.00", "A"], ["104", "7/15", "2.00", "A"]]]
+    rejected: list[Rejection] = []
+    _fed(header, batches, rejected)
+    assert [(r.line, r.id, r.code) for r in rejected] == [
+        (7, "104", "invalid_date"),
+        (24, "1000", "duplicate_id"),
+    ]
+    assert _run(batches, reference=False, with_account=True) == _run(
+        batches, reference=True, with_account=True
+    )
+
+
 def test_a_mixed_batch_keeps_later_increasing_batches_on_the_shortcut() -> None:
     """An id like "07" among numeric ones: their numbers still bound the later batches.
 
