@@ -173,9 +173,9 @@ class RowTable:
 
 AccountFields = tuple[str, int, int, str, str, int, str, str]
 
-# Cents as written after the dot, by value: "00" to "99".
+# Cents as written after the dot, by value: "00" to "99" (only 0-99 index it: divmod's).
 _CENTS_TEXTS = np.array([f"{cents:02d}" for cents in range(100)], dtype=object)
-# A month's JSON "year" by year (0: none), for the years a date can have (1900-2100).
+# A month's JSON "year" by year (0: none), up to the last year a date can have (2100).
 _YEAR_TEXTS = np.array(["null"] + [str(year) for year in range(1, 2101)], dtype=object)
 
 

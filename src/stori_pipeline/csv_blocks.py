@@ -52,7 +52,8 @@ class Columns(Sequence[list[str]]):
     works column by column anyway. The few records of another width (``odd``: position ->
     record) are kept aside, as the validator would set them aside; ``positions`` are the
     others', in order. Indexing gives a record (a list), slicing (by steps of one) a
-    ``Columns``.
+    ``Columns``. The odd records may be replaced, but none added or removed: where they
+    are is worked out once.
     """
 
     __slots__ = ("_length", "_odd_at", "columns", "odd")
@@ -78,8 +79,13 @@ class Columns(Sequence[list[str]]):
         """The positions of the records held in the columns (all but the odd ones)."""
         if not self.odd:
             return range(self._length)
-        odd = self.odd
-        return [p for p in range(self._length) if p not in odd]
+        positions: list[int] = []
+        at = 0
+        for position in self._odd_at:  # a few: the runs between them are extended in C
+            positions += range(at, position)
+            at = position + 1
+        positions += range(at, self._length)
+        return positions
 
     def __len__(self) -> int:
         return self._length
@@ -117,7 +123,8 @@ class Columns(Sequence[list[str]]):
             return Columns([column[start:stop] for column in self.columns], len(indexes))
         odd_at = self._odd_at
         first, last = bisect_left(odd_at, start), bisect_left(odd_at, stop)
-        low, high = start - first, max(start, stop) - last
+        low = start - first
+        high = max(low, stop - last)  # a backwards slice is empty
         odd = self.odd
         return Columns(
             [column[low:high] for column in self.columns],

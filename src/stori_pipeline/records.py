@@ -1032,8 +1032,9 @@ def _check_ids(
 
     Returns whether every id is numeric and of one width (then they compare as texts as
     they do as ints); whether every id is numeric; and, when only a few ids are not numeric,
-    their indexes (else ``None``); when only a few are not numeric ids of the width of most,
-    theirs (else ``None``). Those not in ``bad`` are valid ids of another shape.
+    their indexes (else ``None``); when only a few are not numeric ids of the first id's
+    width (or else of the last one's), theirs (else ``None``). Those not in ``bad`` are
+    valid ids of another shape.
     """
     # An id holding a line break is invalid (a control character) and adds a line.
     if joined.count("\n") == len(ids) - 1:

@@ -325,7 +325,7 @@ def test_ids_kept_as_text_are_found_by_later_rows() -> None:
 
 
 def test_an_id_of_another_width_is_not_compared_as_text() -> None:
-    """ "1000" among three-digit ids sorts between "100" and "101" as text, not as a number.
+    """An id "1000" among three-digit ids sorts between "100" and "101" as text, not as ints.
 
     The batch also holds a bad row (set aside first); the id of another width is a good
     row's, so the batch's ids are not of one width, and a later "1000" is still found.
