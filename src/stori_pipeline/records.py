@@ -14,7 +14,7 @@ import calendar
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -1015,8 +1015,7 @@ def _valid_cents(texts: Sequence[str], joined: str, *, two_decimals: bool = Fals
     ``two_decimals`` tells that ``joined`` is known to match ``_TWO_DECIMALS_RE`` already.
     """
     if two_decimals or _TWO_DECIMALS_RE.fullmatch(joined) is not None:
-        # The common shape ("-51.46"): dropping every dot leaves each amount in cents.
-        return list(map(int, joined.replace(".", "").split("\n")))
+        return _two_decimal_cents(joined, ())  # the common shape ("-51.46")
     digits = _CENTS_DIGITS
     # "-0.5" -> "-0" + "50" -> -50: the sign stays with the whole part, even for zero.
     return [
@@ -1037,7 +1036,9 @@ def _check_ids(
     valid ids of another shape.
     """
     # An id holding a line break is invalid (a control character) and adds a line.
-    if joined.count("\n") == len(ids) - 1:
+    one_per_line = joined.count("\n") == len(ids) - 1
+    odd_width = None
+    if one_per_line:
         # One scan for the ids not of the first one's width (or, if that fails, the last
         # one's): usually none, or only bad rows' ids.
         odd_width = _odd_lines(_numeric_lines_of_width(len(ids[0])), joined, 4)
@@ -1056,10 +1057,8 @@ def _check_ids(
         if odd_ids is not None:
             bad.update(i for i in odd_ids if not _valid_id(ids[i]))
             return False, not odd_ids, odd_ids, odd_width
-    else:
-        odd_width = None
     if (
-        joined.count("\n") != len(ids) - 1
+        not one_per_line
         or "" in ids
         or max(map(len, ids), default=0) > MAX_ID_LENGTH
         or not "".join(ids).isprintable()
@@ -1099,10 +1098,10 @@ def _line_of(joined: str, text: str) -> int:
     return found if found < 0 else found // (len(text) + 1)
 
 
-def _two_decimal_cents(joined: str, bad: set[int]) -> list[int]:
+def _two_decimal_cents(joined: str, bad: Collection[int]) -> list[int]:
     """Cents of a column of amounts (``joined`` by newlines), 0 for the rows in ``bad``.
 
-    Every line not in ``bad`` has exactly two decimals: dropping the dots leaves cents.
+    Every line not in ``bad`` has exactly two decimals: dropping every dot leaves cents.
     """
     texts = joined.replace(".", "").split("\n")
     for i in bad:

@@ -62,6 +62,11 @@ def _run(batches: list[list[list[str]]], *, reference: bool, with_account: bool)
     )
 
 
+def _rows(ids: range, account: str) -> list[list[str]]:
+    """Good records of ``account``, one per id, all of one date and amount."""
+    return [[str(i), "7/15", "1.00", account] for i in ids]
+
+
 def _fed(
     header: list[str], batches: list[list[list[str]]], rejected: list[Rejection]
 ) -> RowValidator:
@@ -247,25 +252,22 @@ def test_increasing_ids_are_still_checked_against_later_rows() -> None:
     """
     header = ["TransactionId", "Date", "Amount", "AccountId"]
 
-    def rows(ids: range, account: str) -> list[list[str]]:
-        return [[str(i), "7/15", "1.00", account] for i in ids]
-
     batches = [
         # Lines 2..41: odd ids are A's, even ids B's.
         [[str(i), "7/15", "1.00", "AB"[(i - 1) % 2]] for i in range(1, 41)],
-        rows(range(41, 81), "A"),  # lines 42..81
-        rows(range(10, 13), "A") + rows(range(81, 101), "A"),  # 82..104: 11 was A's
+        _rows(range(41, 81), "A"),  # lines 42..81
+        _rows(range(10, 13), "A") + _rows(range(81, 101), "A"),  # 82..104: 11 was A's
         # Lines 105..107, small: the row path. 5 was A's, not C's; 200 is new.
         [["5", "7/15", "1.00", "A"], ["5", "7/15", "1.00", "C"], ["200", "7/15", "1.00", "A"]],
-        rows(range(150, 250), "A"),  # 108..207: increasing, but 200 was accepted
-        rows(range(60, 70), "A") + rows(range(300, 320), "A"),  # 208..237: 60..69 were
+        _rows(range(150, 250), "A"),  # 108..207: increasing, but 200 was accepted
+        _rows(range(60, 70), "A") + _rows(range(300, 320), "A"),  # 208..237: 60..69 were
         # Lines 238..270: ids again within the batch: B's 325 is new (once), A's 330 is not.
         [
-            *rows(range(320, 340), "A"),
+            *_rows(range(320, 340), "A"),
             ["325", "7/15", "1.00", "B"],
             ["330", "7/15", "1.00", "A"],
             ["325", "7/15", "1.00", "B"],
-            *rows(range(340, 350), "A"),
+            *_rows(range(340, 350), "A"),
         ],
     ]
     rejected: list[Rejection] = []
@@ -292,16 +294,14 @@ def test_ids_kept_as_text_are_found_by_later_rows() -> None:
     """
     header = ["TransactionId", "Date", "Amount", "AccountId"]
 
-    def rows(ids: range, account: str) -> list[list[str]]:
-        return [[str(i), "7/15", "1.00", account] for i in ids]
-
     old = [("150", "A"), ("150", "B"), ("1050", "B"), ("1050", "A"), ("199", "A")]
     old += [("100", "A"), ("99", "A"), ("250", "A"), ("1002", "B"), ("1003", "B")]
     batches = [
-        rows(range(100, 200), "A"),  # lines 2..101
-        rows(range(1000, 1100, 2), "B"),  # lines 102..151: even ids only
+        _rows(range(100, 200), "A"),  # lines 2..101
+        _rows(range(1000, 1100, 2), "B"),  # lines 102..151: even ids only
         # Lines 152..161, then 162..191.
-        [[tx_id, "7/15", "1.00", account] for tx_id, account in old] + rows(range(2000, 2030), "A"),
+        [[tx_id, "7/15", "1.00", account] for tx_id, account in old]
+        + _rows(range(2000, 2030), "A"),
         [["1098", "7/15", "1.00", "B"], ["1099", "7/15", "1.00", "B"]],  # the row path: 192, 193
     ]
     rejected: list[Rejection] = []
@@ -355,11 +355,8 @@ def test_a_mixed_batch_keeps_later_increasing_batches_on_the_shortcut() -> None:
     """
     header = ["Id", "Date", "Amount", "AccountId"]
 
-    def rows(ids: range) -> list[list[str]]:
-        return [[str(i), "7/15", "1.00", "A"] for i in ids]
-
-    batches = [[["07", "7/15", "1.00", "A"], *rows(range(1, 31))], rows(range(30, 60))]
-    batches += [rows(range(start, start + 50)) for start in range(100, 2100, 50)]
+    batches = [[["07", "7/15", "1.00", "A"], *_rows(range(1, 31), "A")], _rows(range(30, 60), "A")]
+    batches += [_rows(range(start, start + 50), "A") for start in range(100, 2100, 50)]
     assert _run(batches, reference=False, with_account=True) == _run(
         batches, reference=True, with_account=True
     )
